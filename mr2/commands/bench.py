@@ -1,0 +1,24 @@
+"""``mr2 bench {theory,sims,loss}``: speed benchmarks, each printed as a table and saved as CSV."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+HELP = "speed benchmarks: ratios measured in one process, printed and saved (theory, sims, loss)"
+
+# target -> module with main(argv: list[str] | None) -> int
+TARGETS = {
+    "theory": "theory.bench",
+    "sims": "sims.bench",
+    "loss": "mr2.bench_loss",
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("target", choices=sorted(TARGETS), help="what to benchmark")
+    parser.add_argument("rest", nargs=argparse.REMAINDER, help="options of that benchmark (see --help)")
+
+
+def run(args: argparse.Namespace) -> int:
+    return int(importlib.import_module(TARGETS[args.target]).main(args.rest) or 0)
