@@ -24,6 +24,8 @@ __all__ = [
     "new_axes",
     "save_figure",
     "log_ticks",
+    "label_points",
+    "plain_log_labels",
 ]
 
 SINGLE_COLUMN = 3.3  # inches: one column of a two-column paper
@@ -137,3 +139,81 @@ def log_ticks(ax: Any, axis: str, ticks: Any, fmt: str = "{:g}") -> None:
     target.set_major_locator(mticker.FixedLocator(list(ticks)))
     target.set_major_formatter(mticker.FixedFormatter([fmt.format(t) for t in ticks]))
     target.set_minor_formatter(mticker.NullFormatter())
+
+
+def label_points(
+    ax: Any,
+    xs: Any,
+    ys: Any,
+    labels: Any,
+    *,
+    fontsize: float | None = None,
+    iterations: int = 60,
+    offset: tuple[float, float] = (4.0, 0.0),
+) -> list[Any]:
+    """Label points with text nudged apart vertically so that no two labels overlap.
+
+    Labels start ``offset`` points to the right of their point; overlapping labels are pushed up and
+    down (in points, so the result survives a re-layout) until they clear each other, and a thin line
+    joins a moved label to its point.
+    """
+    fig = ax.figure
+    size = fontsize if fontsize is not None else FONT_SIZE - 2
+    anns = [
+        ax.annotate(
+            str(t),
+            (x, y),
+            xytext=offset,
+            textcoords="offset points",
+            fontsize=size,
+            color="0.25",
+            va="center",
+            ha="left",
+            bbox={"boxstyle": "square,pad=0.05", "fc": "white", "ec": "none", "alpha": 0.7},
+        )
+        for x, y, t in zip(xs, ys, labels, strict=True)
+    ]
+    if len(anns) < 2:
+        return anns
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    px_to_pt = 72.0 / fig.dpi
+    dy = [offset[1]] * len(anns)
+    for _ in range(iterations):
+        boxes = [a.get_window_extent(renderer) for a in anns]
+        moved = False
+        for i in range(len(anns)):
+            for j in range(i + 1, len(anns)):
+                bi, bj = boxes[i], boxes[j]
+                if bi.x1 <= bj.x0 or bj.x1 <= bi.x0:
+                    continue
+                overlap = min(bi.y1, bj.y1) - max(bi.y0, bj.y0)
+                if overlap <= 0:
+                    continue
+                push = 0.5 * (overlap + 1.0) * px_to_pt
+                up, down = (i, j) if (bi.y0 + bi.y1) >= (bj.y0 + bj.y1) else (j, i)
+                dy[up] += push
+                dy[down] -= push
+                moved = True
+        for a, d in zip(anns, dy, strict=True):
+            a.xyann = (offset[0], d)
+        if not moved:
+            break
+    for a, d in zip(anns, dy, strict=True):
+        if abs(d - offset[1]) > 0.6 * size:
+            ax.annotate(
+                "",
+                a.xy,
+                xytext=(offset[0], d),
+                textcoords="offset points",
+                arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.4, "shrinkA": 0, "shrinkB": 2},
+            )
+    return anns
+
+
+def plain_log_labels(ax: Any, axis: str = "y") -> None:
+    """Write a log axis's decade labels as plain numbers (1, 10, 100) instead of powers of ten."""
+    import matplotlib.ticker as mticker
+
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    target.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{v:g}"))
