@@ -41,6 +41,10 @@ SIMS_PRESETS = {
 }
 
 
+# `mr2 bench loss` options under --quick: fewer timed repetitions (same K, B, d as the full benchmark)
+QUICK_BENCH_ARGS = ["--reps", "5", "--warmup", "1"]
+
+
 class MissingPillar(RuntimeError):
     """A figure needs data that only a pillar not installed here can make."""
 
@@ -88,7 +92,7 @@ def loss_bench_file(ctx: FigureContext) -> Path:
     path = folder / "loss_bench.csv"
     if not path.is_file():
         argv = ["bench", "loss", "--out", str(folder)]
-        run_mr2(ctx, argv + (["--quick"] if ctx.quick else []))
+        run_mr2(ctx, argv + (QUICK_BENCH_ARGS if ctx.quick else []))
         if not path.is_file():
             raise RuntimeError(f"`mr2 {shlex.join(argv)}` ran but did not write {path}")
     return path
