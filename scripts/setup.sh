@@ -5,6 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 export PIP_DISABLE_PIP_VERSION_CHECK=1
+set -o pipefail
+# pip on these machines warns once per package about an empty local index folder: drop that noise only
+quiet() { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
 if [[ ! -x .venv/bin/python ]]; then
   echo "[setup] creating .venv with $($PY --version)"
@@ -14,10 +17,10 @@ fi
 # several GB; 2.13.0 is the CPU build these machines keep on disk.
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   echo "[setup] installing torch 2.13.0 (CPU)"
-  .venv/bin/python -m pip install -q "torch==2.13.0"
+  .venv/bin/python -m pip install -q "torch==2.13.0" 2>&1 | quiet
 fi
 echo "[setup] installing the project with its dev, notebook and dask extras"
-.venv/bin/python -m pip install -q -e ".[dev,notebooks,dask]" 2>&1 | grep -v "is ignored: it is neither" || true
+.venv/bin/python -m pip install -q -e ".[dev,notebooks,dask]" 2>&1 | quiet
 .venv/bin/python -c "import theory, sims, mr2, torch" || { echo "[setup] the install failed" >&2; exit 1; }
 
 FMNIST=/usr/share/datasets/fashion-mnist
