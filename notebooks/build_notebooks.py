@@ -83,7 +83,7 @@ Everything is computed by the packages: `mr2 train` (through `paper_figs.trainin
     params(r'''
 from pathlib import Path
 
-STUDY = None  # a finished study folder RUNS/<study> to read instead of training, e.g. "results/demo/runs/fmnist-quick"
+STUDY = None  # a finished study to read instead of training, e.g. "results/demo/runs/fmnist-quick"
 RUNS = Path("results/notebook_runs")  # where new runs go
 PLAN = "tiny" if QUICK else "quick"  # training plan of paper_figs.training_plan: tiny (digits), quick, full
 SEED = 0  # seed of the bootstrap CIs
