@@ -562,8 +562,8 @@ def allocation() -> Step:
         sp.Eq(stationarity, 0),
         sp.Eq(g[k], per_index),
         sp.Eq(t, t_star),
-        sp.Eq(g[k], gamma_star),
-        sp.Eq(lam, lam_star),
+        sp.Eq(_name("γₖ*", r"\gamma_k^{*}"), gamma_star),
+        sp.Eq(_name("λ*", r"\lambda^{*}"), lam_star),
         sp.Eq(sp.Derivative(J, g[k], g[l]), hess),
     )
     return Step(
