@@ -2,7 +2,11 @@
 
 * ``theory.margins``: the numeric rules (NumPy or torch), the single source of truth for ``mr2`` and
   ``sims``.
-* ``theory.derivation``: the SymPy derivation, step by step (imported lazily: SymPy is slow to load).
+* ``theory.derivation``: the SymPy derivation, step by step (imported lazily: SymPy is slow to load);
+  ``theory.steps`` holds the printable ``Step``/``Derivation`` objects, ``theory.symbolic`` the
+  summation and expectation rules the derivation applies, ``theory.theorem`` renders THEOREM.md.
+* ``theory.reference``: SciPy's numeric constrained optimiser, the independent check of the closed form.
+* ``theory.bench``: ``mr2 bench theory``.
 """
 
 from theory.margins import (

@@ -172,9 +172,7 @@ def power_mean(x: ArrayLike, r: float) -> ArrayLike:
     return (x**r).mean() ** (1.0 / r)
 
 
-def gain_over_uniform(
-    spread: ArrayLike, *, weights: ArrayLike | None = None, power: float = 2
-) -> ArrayLike:
+def gain_over_uniform(spread: ArrayLike, *, weights: ArrayLike | None = None, power: float = 2) -> ArrayLike:
     """Margin term at the optimum over the margin term at uniform margins (same budget); <= 1.
 
     Closed form: (M_{1/(p+1)}(x) / M_1(x))^(1/p) with x_k = w_k a_k, independent of cbar. It equals 1
