@@ -40,6 +40,15 @@ COUNT_RANGE = (50, 5000)  # panel (b): class sizes, an imbalance ratio of 100 as
 RATIO_RANGE = (1.0, 1000.0)  # panel (c): spread ratio between the two groups
 
 
+MARGIN_TICKS = np.array([0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.4, 2.0, 3.0, 5.0, 7.0, 10.0])
+
+
+def _within(ticks: np.ndarray, low: float, high: float) -> list[float]:
+    """The ticks inside [low, high] (with 1% slack), at least the two around the range."""
+    t = [float(v) for v in ticks if low / 1.01 <= v <= high * 1.01]
+    return t if len(t) >= 2 else [float(low), float(high)]
+
+
 def _power_label(p: int) -> str:
     name = {2: " (MR²)"}.get(p, "")
     return f"$p={p}$: slope 1/{p + 1}{name}"
@@ -85,8 +94,9 @@ def plot_margins_vs_spread(spread: np.ndarray, *, powers=POWERS, ax: Any = None)
         xlabel=r"class spread $a_k$ (relative)",
         ylabel=r"optimal margin $\gamma_k$",
     )
-    style.log_ticks(ax, "x", [0.25, 0.5, 1, 2, 4])
-    style.log_ticks(ax, "y", [0.5, 0.7, 1, 1.4, 2])
+    x, y = table["spread"].to_numpy(), table["margin"].to_numpy()
+    style.log_ticks(ax, "x", _within(2.0 ** np.arange(-12, 13), x.min(), x.max()))
+    style.log_ticks(ax, "y", _within(MARGIN_TICKS, y.min(), y.max()))
     ax.legend(loc="upper left", handlelength=1.2, borderaxespad=0.2)
     ax.set_title("(a) margin vs spread", loc="left")
     return fig, ax
