@@ -134,7 +134,8 @@ def check_batch(
     if not _is_int_dtype(targets):
         raise bad("targets", targets, f"integer class labels, got dtype {targets.dtype}")
     if targets.device != logits.device:
-        raise bad("targets", targets, f"the device of logits ({logits.device}), got {targets.device}")
+        # name the device, not the values: reading them back may be impossible (e.g. meta tensors)
+        raise bad("targets", f"<tensor on {targets.device}>", f"the device of logits ({logits.device})")
     if features is None:
         if need_features:
             raise bad("features", features, f"a tensor of shape ({B}, d): this loss uses the features")
@@ -150,7 +151,7 @@ def check_batch(
         if not features.is_floating_point():
             raise bad("features", features, f"a floating-point tensor, got {features.dtype}")
         if features.device != logits.device:
-            raise bad("features", features, f"the device of logits ({logits.device}), got {features.device}")
+            raise bad("features", f"<tensor on {features.device}>", f"the device of logits ({logits.device})")
     if check_values:
         # Every value check in one small read-back (a single device sync per step). min and max
         # propagate NaN and show +-inf, so one aminmax pass replaces an element-wise isfinite,
