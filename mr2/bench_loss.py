@@ -330,22 +330,26 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     _check_args(args)
+    threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
-    if args.device == "cuda":
-        if not torch.cuda.is_available():
-            from theory._checks import bad
+    try:
+        if args.device == "cuda":
+            if not torch.cuda.is_available():
+                from theory._checks import bad
 
-            raise bad(
-                "--device",
-                "cuda",
-                "a machine with a CUDA GPU (torch.cuda.is_available() is False here); "
-                "run without --device for the CPU benchmark",
-            )
-        rows = bench_train_step(args, "cuda")
-        name = "loss_bench_cuda"
-    else:
-        rows = bench_cpu(args)
-        name = "loss_bench"
+                raise bad(
+                    "--device",
+                    "cuda",
+                    "a machine with a CUDA GPU (torch.cuda.is_available() is False here); "
+                    "run without --device for the CPU benchmark",
+                )
+            rows = bench_train_step(args, "cuda")
+            name = "loss_bench_cuda"
+        else:
+            rows = bench_cpu(args)
+            name = "loss_bench"
+    finally:
+        torch.set_num_threads(threads)  # a library call must not change the caller's thread count
     _print_table(rows)
     verdicts = _verdicts(rows)
     for line in verdicts:
@@ -359,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         {
             "args": vars(args),
             "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
+            "threads": args.threads,
             "device": device_name,
             "verdicts": verdicts,
             "code_version": code_version(),
