@@ -40,21 +40,27 @@ class BatchClassStats:
 
 
 def sq_norm(x: Tensor, p: float, *, inplace: bool = False) -> Tensor:
-    """||x||_p^2 along the last axis. Small integer p uses products, several times faster on CPU
-    than the generic ``vector_norm`` (which calls pow for every element). ``inplace`` lets it
-    overwrite ``x`` (a temporary) to save allocations."""
+    """||x||_p^2 along the last axis.
+
+    Small integer p uses products (square-and-multiply), several times faster on CPU than the generic
+    ``vector_norm``, which calls pow for every element; squarings happen in place where nothing else
+    holds the tensor, so p = 5 needs one temporary. ``inplace`` lets it overwrite ``x`` itself.
+    """
     if p == 2.0:
         return (x * x).sum(dim=-1)
     if float(p).is_integer() and 1 <= p <= 8:
-        base = x.abs_() if inplace else x.abs()  # a temporary from here on: safe to overwrite
-        e = int(p)
-        out = base if e & 1 else None
-        e >>= 1
-        while e:  # |x|^p by squaring; every product lands in a temporary
-            base = base * base
+        base = x.abs_() if inplace else x.abs()  # a temporary from here on
+        e, out = int(p), None
+        while True:
             if e & 1:
-                out = base if out is None else out.mul_(base)
+                if out is None:
+                    out = base
+                else:
+                    out.mul_(base)
             e >>= 1
+            if not e:
+                break
+            base = base * base if base is out else base.square_()
         return out.sum(dim=-1).pow(2.0 / p)
     return torch.linalg.vector_norm(x, ord=p, dim=-1).square()
 

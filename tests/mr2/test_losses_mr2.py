@@ -354,3 +354,15 @@ def test_lazy_export_from_package():
 
     assert mr2.MR2Loss is MR2Loss
     assert "mr2-rep" in mr2.LOSS_NAMES
+
+
+@pytest.mark.parametrize("p", [1.0, 2.0, 3.0, 4.0, 5.0, 8.0, 2.5, 12.0])
+def test_sq_norm_matches_vector_norm(p):
+    from mr2.losses.class_stats import sq_norm
+
+    x = torch.randn(9, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    ref = torch.linalg.vector_norm(x, ord=p, dim=-1) ** 2
+    kept = x.clone()
+    torch.testing.assert_close(sq_norm(x, p), ref, rtol=1e-12, atol=0)
+    assert torch.equal(x, kept)  # not in place unless asked
+    torch.testing.assert_close(sq_norm(x.clone(), p, inplace=True), ref, rtol=1e-12, atol=0)
