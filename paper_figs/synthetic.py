@@ -64,49 +64,64 @@ def write_runs(
 
 
 def write_sims(folder: str | Path, *, rng: int | np.random.Generator = 0) -> Path:
-    """Write ``margin_vs_variance.csv``, ``bound_vs_gap.csv`` and ``manifest.json`` in ``folder``."""
+    """Write ``margin_vs_variance.csv``, ``bound_vs_gap.csv`` and ``manifest.json`` in ``folder``, with
+    the columns ``mr2 simulate`` writes (a subset of its extras: ``loss``, ``at_boundary``, ``setting``,
+    ``choice``)."""
     import pandas as pd
 
     gen = as_generator(rng)
     folder = Path(folder)
     rows = []
-    for K, d in ((2, 2), (2, 16), (5, 8)):
-        for n in (10, 100, 1000):
-            for ratio in (0.5, 0.71, 1.0, 1.41, 2.0):
-                a_ref, a_var = 1.0 + d, 1.0 + d * ratio**2  # ||mu||^2 + d sigma^2
-                theory = np.log(a_var / a_ref) / 3.0
-                for crit in ("balanced", "worst_class"):
-                    point = theory * (1.5 if crit == "worst_class" else 0.8) + gen.normal(0, 0.3 / np.sqrt(n))
-                    half = 1.0 / np.sqrt(n)
-                    rows.append(
-                        dict(
-                            K=K,
-                            d=d,
-                            n_per_class=n,
-                            sigma_ratio=ratio,
-                            criterion=crit,
-                            opt_log_margin_ratio=point,
-                            ci_low=point - half,
-                            ci_high=point + half,
-                            theory_log_margin_ratio=theory,
+    for K, d in ((2, 2), (5, 8)):
+        for loss in ("additive", "temperature"):
+            for n in (10, 100, 1000):
+                for ratio in (0.5, 0.71, 1.0, 1.41, 2.0):
+                    a_ref, a_var = 1.0 + d, 1.0 + d * ratio**2  # ||mu||^2 + d sigma^2
+                    theory = np.log(a_var / a_ref) / 3.0
+                    for crit in ("balanced", "worst_class"):
+                        point = theory * (1.5 if crit == "worst_class" else 0.8) + gen.normal(
+                            0, 0.3 / np.sqrt(n)
                         )
-                    )
+                        half = 1.0 / np.sqrt(n)
+                        rows.append(
+                            dict(
+                                K=K,
+                                loss=loss,
+                                d=d,
+                                n_per_class=n,
+                                sigma_ratio=ratio,
+                                criterion=crit,
+                                opt_log_margin_ratio=point,
+                                ci_low=point - half,
+                                ci_high=point + half,
+                                theory_log_margin_ratio=theory,
+                                at_boundary=bool(n == 10 and ratio == 2.0),
+                            )
+                        )
     write_csv(folder / "margin_vs_variance.csv", pd.DataFrame(rows))
     rows = []
     for n in (10, 100, 1000):
-        for k in range(4):
-            term = (1 + k) / np.sqrt(n)
-            gap = 0.3 * term + gen.normal(0, 0.01)
-            rows.append(
-                dict(
-                    n_per_class=n,
-                    class_index=k,
-                    margin_term=term,
-                    gen_gap=gap,
-                    gen_gap_ci_low=gap - 0.02,
-                    gen_gap_ci_high=gap + 0.02,
-                )
-            )
+        for ratio in (0.5, 2.0):
+            for choice in ("uniform", "theory"):
+                for k in range(2):
+                    term = (1 + k * ratio) / np.sqrt(n)
+                    gap = 0.3 * term + gen.normal(0, 0.01)
+                    rows.append(
+                        dict(
+                            K=2,
+                            loss="additive",
+                            d=2,
+                            n_per_class=n,
+                            sigma_ratio=ratio,
+                            setting=f"s{n}-{ratio}",
+                            choice=choice,
+                            **{"class": k},
+                            margin_term=term,
+                            gen_gap=gap,
+                            gen_gap_ci_low=gap - 0.02,
+                            gen_gap_ci_high=gap + 0.02,
+                        )
+                    )
     write_csv(folder / "bound_vs_gap.csv", pd.DataFrame(rows))
     write_json(folder / "manifest.json", {"synthetic": True})
     return folder
