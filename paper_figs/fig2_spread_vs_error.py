@@ -109,9 +109,8 @@ def plot_spread_vs_error(frame: Any, loss: str, *, seed: int = 0, ax: Any = None
         err.loc[spr.index, "class_name"].to_numpy(),
     )
     point, low, high, _ = rho_summary(spearman_per_seed(sub), seed=seed)[loss]
-    ax.text(0.03, 0.96, _fmt_rho(point, low, high), transform=ax.transAxes, va="top", ha="left")
     ax.set(xlabel=r"relative spread $a_k / \bar a$", ylabel="test error")
-    ax.set_title(label(loss), loc="left")
+    ax.set_title(f"{label(loss)}: {_fmt_rho(point, low, high)}", loc="left")
     return fig, ax
 
 
