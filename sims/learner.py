@@ -34,8 +34,8 @@ from theory._checks import bad
 __all__ = ["FitResult", "fit", "objective", "per_sample_loss", "ARMIJO_C", "MAX_HALVINGS"]
 
 ARMIJO_C = 1e-4  # sufficient-decrease constant of the line search
-MAX_HALVINGS = 30
-ROUNDING_SLACK = 1e-14  # relative slack on the sufficient-decrease test (float64 rounding)  # a step of 2^-30 is a failed line search: the model keeps its parameters
+MAX_HALVINGS = 30  # a step of 2^-30 is a failed line search: the model keeps its parameters
+ROUNDING_SLACK = 1e-14  # relative slack on the sufficient-decrease test (float64 rounding)
 # Seeds are processed in chunks whose largest intermediate has at most this many float64 entries
 # (about 200 MB), so that two workers fit beside each other on a small machine.
 CHUNK_ELEMENTS = 25_000_000

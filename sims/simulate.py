@@ -103,12 +103,13 @@ def run_preset(
         "files": files + ["summary.md", "manifest.json"],
     }
     manifest["seconds_total"] = round(time.perf_counter() - t0, 2)
+    version = manifest["code_version"]
     header = {
         "preset": f"{preset}{' (quick)' if quick else ''}",
         "settings": f"{len(settings)} ({len(sweep.computed)} computed now, {len(sweep.reused)} from cache)",
         "models trained": f"{manifest['models_trained']} (not converged: {manifest['models_not_converged']}, "
         f"max |grad| {manifest['max_grad_norm']:.1e})",
-        "code": f"{manifest['code_version']['git_commit'][:12]} (dirty: {manifest['code_version']['git_dirty']})",
+        "code": f"{version['git_commit'][:12]} (dirty: {version['git_dirty']})",
         "wall time": f"{manifest['seconds_total']:.0f} s with n_jobs={n_jobs} ({backend}); load average "
         f"{load_start} -> {manifest['load_average_end']}",
     }
