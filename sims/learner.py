@@ -39,6 +39,7 @@ ROUNDING_SLACK = 1e-14  # relative slack on the sufficient-decrease test (float6
 # Seeds are processed in chunks whose largest intermediate has at most this many float64 entries
 # (about 200 MB), so that two workers fit beside each other on a small machine.
 CHUNK_ELEMENTS = 25_000_000
+HESSIAN_DTYPE = torch.float32  # precision of the Hessian products (see _newton)
 
 
 @dataclass
@@ -208,8 +209,7 @@ def _newton(
     c = None if additive else 1.0 / g_y  # d u / d z: 1 (additive) or 1 / gamma_y (temperature)
     iu_a, iu_b = torch.triu_indices(p, p)
     T = iu_a.numel()
-    XXuT = (Xa[..., iu_a] * Xa[..., iu_b]).transpose(1, 2).unsqueeze(1)  # (S, 1, T, N): x x^T entries
-    XaT = Xa.transpose(1, 2).unsqueeze(1)  # (S, 1, p, N)
+    XXuT = (Xa[..., iu_a] * Xa[..., iu_b]).transpose(1, 2).to(HESSIAN_DTYPE)  # (S, T, N): entries of x x^T
     ik, il = torch.triu_indices(J, J)
     P = ik.numel()
     # full (k, a, l, b) -> (class pair, coordinate pair) in the compact Hessian
@@ -258,13 +258,19 @@ def _newton(
         gphi = (grad[:, :J] - grad[:, J:]).transpose(1, 2).reshape(S, A, D)  # chain rule
         # Hessian of the mean CE in phi: (1/N) sum_i C'_i (x) x_i x_i^T with
         # C' = P^T c^2 (diag p - p p^T) P = diag(c q_<) + c q_{K-1} 1 1^T - w w^T, w = q_< - q_{K-1}
-        w = q[:, :J] - q[:, J:]  # (S, J, N, A)
-        cq = q if additive else q * c
+        # The Hessian is formed in float32 (HESSIAN_DTYPE): it only steers the step, while the
+        # gradient, the line search and the stopping test stay in float64, so the solution and its
+        # tolerance are unchanged; an inexact Hessian at most costs an extra iteration.
+        qh = q.to(HESSIAN_DTYPE)
+        w = qh[:, :J] - qh[:, J:]  # (S, J, N, A)
+        cq = qh if additive else qh * c.to(HESSIAN_DTYPE)
         Cu = cq[:, J:] - w[:, ik] * w[:, il]  # (S, P, N, A)
         Cu[:, diag_pairs] += cq[:, :J]
-        Hu = torch.matmul(XXuT, Cu) / N  # (S, P, T, A)
-        Hu = Hu.permute(0, 3, 1, 2).reshape(S, A, P * T)
-        H = Hu[..., scatter].view(S, A, D, D) + reg
+        # one batched GEMM per seed, (T, N) @ (N, P*A); broadcasting XXuT over P in matmul would
+        # materialise P copies of it
+        Hu = torch.bmm(XXuT, Cu.transpose(1, 2).reshape(S, N, P * A)) / N  # (S, T, P*A)
+        Hu = Hu.view(S, T, P, A).permute(0, 3, 2, 1).reshape(S, A, P * T)
+        H = Hu[..., scatter].view(S, A, D, D).to(dt) + reg
         step = -torch.linalg.solve(H, gphi.unsqueeze(-1)).squeeze(-1)  # (S, A, D)
         step = step * active[..., None]
         slope = (gphi * step).sum(-1)  # directional derivative, < 0 for active models
@@ -288,5 +294,4 @@ def _newton(
         u = u + t[:, None, None, :] * du
         f, lse = value(u, th)
         n_iter = n_iter + active.to(torch.int64)
-    del XaT
     return th.transpose(1, 2), f, gnorm, n_iter

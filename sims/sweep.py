@@ -1,6 +1,6 @@
 """A resumable, parallel sweep over settings with a per-setting cache.
 
-Each setting's :class:`sims.search.SettingResult` is written to ``CACHE/<setting.key>.npz`` by the
+Each setting's :class:`sims.search.SettingResult` is written to ``CACHE/<key>-v<N>.npz`` by the
 parent process, atomically (``mr2.io.atomic_open``), as soon as it arrives. A rerun loads the
 settings whose file exists and computes only the others, so an interrupted sweep loses at most the
 settings in flight. The key is a hash of the whole setting, so a changed setting is recomputed.
@@ -36,8 +36,13 @@ class SweepResult:
     reused: list[str] = field(default_factory=list)  # setting keys read from the cache
 
 
+# Bump when a change to the learner, the search or the stored arrays makes old cache files wrong:
+# the setting's key only hashes its configuration, not the code that ran it.
+CACHE_VERSION = 1
+
+
 def cache_path(cache_dir: str | os.PathLike, setting: Setting) -> Path:
-    return Path(cache_dir) / f"{setting.key}.npz"
+    return Path(cache_dir) / f"{setting.key}-v{CACHE_VERSION}.npz"
 
 
 def _load(path: Path, setting: Setting) -> SettingResult | None:
