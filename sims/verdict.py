@@ -1,9 +1,18 @@
 """The verdict: does "the optimal margin grows with the class's variance" hold, per criterion and regime?
 
-A regime is (K, loss form, d, n per class, mean norm mu). The claim *holds* in a regime when the
-95% bootstrap CI of the empirical exponent d log gamma* / d log a lies above 0, is *reversed* when
-it lies below 0, and is *inconclusive* otherwise. The magnitude is set beside the theory's exponent
-(1/3), and the per-ratio optima beside the theory's margins. Nothing here is tuned: the table is
+A regime is (K, loss form, d, n per class, mean norm mu). Two pieces of evidence per regime and
+criterion: the 95% bootstrap CI of the empirical exponent d log gamma* / d log a (a slope across
+sigma ratios, or across classes), and the direction of each setting's optimum (``agree``: its CI
+lies strictly on the theory's side of 0, a larger margin for the larger spread; ``oppose``: strictly
+on the other side). The verdict:
+
+* ``holds``: exponent CI above 0 and no setting opposes;
+* ``reversed``: exponent CI below 0 and no setting agrees;
+* ``mixed``: some settings agree and some oppose (a non-monotone response: a slope alone would
+  hide it);
+* ``inconclusive``: anything else (CIs that cover 0).
+
+The magnitude is set beside the theory's exponent (1/3). Nothing here is tuned: the table is
 whatever the sweep measured.
 """
 
@@ -35,6 +44,14 @@ def verdict_table(exps: pd.DataFrame, mvv: pd.DataFrame) -> pd.DataFrame:
         side = sel["theory_log_margin_ratio"].apply(lambda v: 1 if v > 0 else -1)
         agree = int((((sel["ci_low"] > 0) & (side > 0)) | ((sel["ci_high"] < 0) & (side < 0))).sum())
         oppose = int((((sel["ci_high"] < 0) & (side > 0)) | ((sel["ci_low"] > 0) & (side < 0))).sum())
+        if agree > 0 and oppose > 0:
+            verdict = "mixed"
+        elif oppose == 0 and e["ci_low"] > 0:
+            verdict = "holds"
+        elif agree == 0 and e["ci_high"] < 0:
+            verdict = "reversed"
+        else:
+            verdict = "inconclusive"
         rows.append(
             {
                 **{k: e[k] for k in keys},
@@ -42,7 +59,7 @@ def verdict_table(exps: pd.DataFrame, mvv: pd.DataFrame) -> pd.DataFrame:
                 "ci_low": e["ci_low"],
                 "ci_high": e["ci_high"],
                 "theory_exponent": e["theory_exponent"],
-                "verdict": e["verdict"],
+                "verdict": verdict,
                 "agree": agree,
                 "oppose": oppose,
                 "settings": len(sel),
@@ -68,10 +85,13 @@ def summary_markdown(
     out += [f"- {k}: {v}" for k, v in header.items()]
     out += [
         "",
-        "Verdict per regime: `holds` = the 95% CI of the empirical exponent d log gamma*/d log a is "
-        "above 0; `reversed` = below 0; `inconclusive` = it contains 0. `agree`/`oppose` = settings "
-        "whose optimal log-margin ratio has a CI strictly on the theory's side of 0 / strictly on the "
-        "other side, out of `settings`. `edge` = optima on the edge of the search range (censored).",
+        "Verdict per regime and criterion. `agree`/`oppose` = settings (sigma ratios, or classes for "
+        "K = 5) whose optimal log-margin ratio has a 95% CI strictly on the theory's side of 0 (a larger "
+        "margin for the larger spread) / strictly on the other side, out of `settings`. `holds` = the "
+        "CI of the empirical exponent d log gamma*/d log a is above 0 and no setting opposes; "
+        "`reversed` = below 0 and no setting agrees; `mixed` = some agree and some oppose "
+        "(non-monotone); `inconclusive` = otherwise. `edge` = optima at an end of the search range "
+        "(censored: the true optimum may lie beyond).",
         "",
     ]
     if len(vt):

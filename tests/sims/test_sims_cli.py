@@ -109,45 +109,27 @@ def test_bad_arguments_exit_2(tmp_path, capsys):
         main(["simulate", "--preset", "nope", "--out", str(tmp_path)])
 
 
-def test_verdict_rules():
-    exps = pd.DataFrame(
-        [
-            dict(
-                K=2,
-                loss="a",
-                d=2,
-                n_per_class=10,
-                mu=1.5,
-                criterion=c,
-                exponent=e,
-                ci_low=lo,
-                ci_high=hi,
-                theory_exponent=1 / 3,
-                verdict=v,
-                boundary_optima=0,
-            )
-            for c, e, lo, hi, v in (
-                ("balanced", 0.4, 0.1, 0.7, "holds"),
-                ("worst_class", -0.5, -0.8, -0.2, "reversed"),
-            )
-        ]
-    )
-    mvv = pd.DataFrame(
-        [
-            dict(
-                K=2,
-                loss="a",
-                d=2,
-                n_per_class=10,
-                mu=1.5,
-                criterion="balanced",
-                theory_log_margin_ratio=t,
-                ci_low=lo,
-                ci_high=hi,
-            )
-            for t, lo, hi in ((0.3, 0.1, 0.5), (-0.3, -0.6, -0.1), (0.2, -0.1, 0.4), (0.2, -0.5, -0.1))
-        ]
-    )
-    vt = verdict_table(exps, mvv).set_index("criterion")
-    assert vt.loc["balanced", ["agree", "oppose", "settings"]].tolist() == [2, 1, 4]
-    assert vt.loc["worst_class", "settings"] == 0
+def _exps(lo, hi):
+    base = dict(K=2, loss="a", d=2, n_per_class=10, mu=1.5, theory_exponent=1 / 3, boundary_optima=0)
+    return pd.DataFrame([dict(base, criterion="balanced", exponent=(lo + hi) / 2, ci_low=lo, ci_high=hi)])
+
+
+def _mvv(cis):
+    base = dict(K=2, loss="a", d=2, n_per_class=10, mu=1.5, criterion="balanced")
+    return pd.DataFrame([dict(base, theory_log_margin_ratio=t, ci_low=lo, ci_high=hi) for t, lo, hi in cis])
+
+
+@pytest.mark.parametrize(
+    "exp_ci, cis, agree, oppose, verdict",
+    [
+        # theory side: + for t > 0, - for t < 0; the third CI covers 0
+        ((0.1, 0.7), [(0.3, 0.1, 0.5), (-0.3, -0.6, -0.1), (0.2, -0.1, 0.4)], 2, 0, "holds"),
+        ((0.1, 0.7), [(0.3, 0.1, 0.5), (-0.3, -0.6, -0.1), (0.2, -0.5, -0.1)], 2, 1, "mixed"),
+        ((-0.8, -0.2), [(0.3, -0.5, -0.1), (-0.3, 0.1, 0.6)], 0, 2, "reversed"),
+        ((-0.2, 0.5), [(0.3, -0.5, 0.1), (-0.3, -0.1, 0.6)], 0, 0, "inconclusive"),
+        ((0.1, 0.7), [(0.3, -0.5, -0.1), (0.0, -1.0, -0.5)], 0, 1, "inconclusive"),  # t = 0 is not counted
+    ],
+)
+def test_verdict_rules(exp_ci, cis, agree, oppose, verdict):
+    row = verdict_table(_exps(*exp_ci), _mvv(cis)).iloc[0]
+    assert (row["agree"], row["oppose"], row["verdict"]) == (agree, oppose, verdict)
