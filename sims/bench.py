@@ -27,8 +27,13 @@ __all__ = ["main", "batched_vs_loop"]
 TARGET_SPEEDUP = 20.0
 TARGET_QUICK_S = 60.0
 TARGET_FULL_S = 600.0
-# (K, d, n per class, loss): the shapes of the presets' settings
-CASES = ((2, 20, 100, "temperature"), (5, 4, 100, "additive"))
+# (K, d, n per class, loss): shapes of the presets' settings, from overhead-bound to memory-bound
+CASES = (
+    (2, 2, 10, "temperature"),
+    (2, 20, 100, "temperature"),
+    (5, 4, 10, "additive"),
+    (5, 4, 100, "additive"),
+)
 
 
 def _load() -> float:

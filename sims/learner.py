@@ -275,14 +275,16 @@ def _newton(
         # The Hessian is formed in float32 (HESSIAN_DTYPE): it only steers the step, while the
         # gradient, the line search and the stopping test stay in float64, so the solution and its
         # tolerance are unchanged; an inexact Hessian at most costs an extra iteration.
-        qh = q.to(HESSIAN_DTYPE)
-        w = qh[:, :J] - qh[:, J:]  # (S, J, N, A)
-        cq = qh if additive else qh * c.to(HESSIAN_DTYPE)
-        Cu = cq[:, J:] - w[:, ik] * w[:, il]  # (S, P, N, A)
-        Cu[:, diag_pairs] += cq[:, :J]
+        # C' is built directly in the (S, N, pairs, A) layout of the GEMM below: only the small
+        # per-class tensors are transposed, never the larger per-pair one.
+        qh = q.to(HESSIAN_DTYPE).transpose(1, 2)  # (S, N, K, A)
+        w = (qh[:, :, :J] - qh[:, :, J:]).contiguous()  # (S, N, J, A)
+        cq = qh if additive else qh * c.to(HESSIAN_DTYPE).transpose(1, 2)
+        Cu = cq[:, :, J:] - w[:, :, ik] * w[:, :, il]  # (S, N, P, A)
+        Cu[:, :, diag_pairs] += cq[:, :, :J]
         # one batched GEMM per seed, (T, N) @ (N, P*A); broadcasting XXuT over P in matmul would
         # materialise P copies of it
-        Hu = torch.bmm(XXuT, Cu.transpose(1, 2).reshape(S, N, P * A)) / N  # (S, T, P*A)
+        Hu = torch.bmm(XXuT, Cu.view(S, N, P * A)) / N  # (S, T, P*A)
         Hu = Hu.view(S, T, P, A).permute(0, 3, 2, 1).reshape(S, A, P * T)
         H = Hu[..., scatter].view(S, A, D, D).to(dt) + reg
         step = -_spd_solve(H, gphi)  # (S, A, D)
@@ -294,18 +296,26 @@ def _newton(
         du = dz if additive else dz * c  # the adjustment is affine: u(z + t dz) = u + t du
         t = torch.ones(S, A, dtype=dt)
         todo = active.clone()
-        for _h in range(MAX_HALVINGS):
-            cand, _ = value(u + t[:, None, None, :] * du, th + t[:, None, :, None] * dth)
+        full_step = None
+        for halving in range(MAX_HALVINGS):
+            u_try = u + t[:, None, None, :] * du
+            th_try = th + t[:, None, :, None] * dth
+            cand, lse_try = value(u_try, th_try)
             # the slack of a few ulps lets a converging model accept a step that rounding makes
             # look like no decrease
             ok = cand <= f + ARMIJO_C * t * slope + ROUNDING_SLACK * f.abs()
             todo = todo & ~ok
             if not bool(todo.any()):
+                if halving == 0:  # every model took the full step (converged ones have step 0)
+                    full_step = (u_try, th_try, cand, lse_try)
                 break
             t = torch.where(todo, 0.5 * t, t)
-        t = torch.where(todo, torch.zeros_like(t), t) * active  # failed search: stay put
-        th = th + t[:, None, :, None] * dth
-        u = u + t[:, None, None, :] * du
-        f, lse = value(u, th)
+        if full_step is not None:  # the usual case: reuse the evaluation at the new point
+            u, th, f, lse = full_step
+        else:
+            t = torch.where(todo, torch.zeros_like(t), t) * active  # failed search: stay put
+            th = th + t[:, None, :, None] * dth
+            u = u + t[:, None, None, :] * du
+            f, lse = value(u, th)
         n_iter = n_iter + active.to(torch.int64)
     return th.transpose(1, 2), f, gnorm, n_iter
