@@ -35,7 +35,8 @@ __all__ = ["FitResult", "fit", "objective", "per_sample_loss", "ARMIJO_C", "MAX_
 
 ARMIJO_C = 1e-4  # sufficient-decrease constant of the line search
 MAX_HALVINGS = 30  # a step of 2^-30 is a failed line search: the model keeps its parameters
-ROUNDING_SLACK = 1e-14  # relative slack on the sufficient-decrease test (float64 rounding)
+ROUNDING_SLACK = 100  # slack of the sufficient-decrease test, in units of the dtype's epsilon x |F|
+COARSE_TOL = 1e-4  # max |grad F| at which the float32 phase hands over to float64
 # Seeds are processed in chunks whose largest intermediate has at most this many float64 entries
 # (about 200 MB), so that two workers fit beside each other on a small machine.
 CHUNK_ELEMENTS = 25_000_000
@@ -170,8 +171,15 @@ def fit(
     step = max(1, CHUNK_ELEMENTS // per_seed)
     for lo in range(0, S, step):
         sl = slice(lo, min(S, lo + step))
-        th, f, gn, it = _newton(Xa[sl], yt, g[sl], theta[sl], cfg)
-        theta[sl], out_f[sl], out_g[sl], out_it[sl] = th, f, gn, it
+        th, it0 = theta[sl], 0
+        if cfg.tol < COARSE_TOL:
+            # Coarse phase in float32 (half the memory traffic of the per-sample tensors), then
+            # polish in float64: Newton's quadratic convergence needs one to three float64 steps
+            # from there, and the float64 phase alone decides convergence and the final tolerance.
+            th32, _, _, it0 = _newton(Xa[sl].float(), yt, g[sl].float(), th.float(), cfg, tol=COARSE_TOL)
+            th = th32.double()
+        th, f, gn, it = _newton(Xa[sl], yt, g[sl], th, cfg, tol=cfg.tol)
+        theta[sl], out_f[sl], out_g[sl], out_it[sl] = th, f, gn, it + it0
     return FitResult(
         W=theta[..., :d].numpy(),
         b=theta[..., d].numpy(),
@@ -197,7 +205,7 @@ def _spd_solve(H: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
 
 
 def _newton(
-    Xa: torch.Tensor, y: torch.Tensor, g: torch.Tensor, theta: torch.Tensor, cfg: LearnerConfig
+    Xa: torch.Tensor, y: torch.Tensor, g: torch.Tensor, theta: torch.Tensor, cfg: LearnerConfig, tol: float
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Newton's method on one chunk of seeds; Xa (S, N, p), g (S, A, K), theta (S, A, K, p).
 
@@ -216,6 +224,7 @@ def _newton(
     J = K - 1
     D = J * p
     dt = Xa.dtype
+    slack = ROUNDING_SLACK * torch.finfo(dt).eps
     Y = _onehot(y, K, dt).T[None, :, :, None]  # (1, K, N, 1)
     yidx = y.view(1, 1, N, 1).expand(S, 1, N, A)  # gather index over classes, no copy
     g_y = g.transpose(1, 2)[:, y].unsqueeze(1)  # gamma_{y_i} per model, (S, 1, N, A)
@@ -266,7 +275,7 @@ def _newton(
         grad = torch.matmul(r.transpose(-1, -2), Xb) / N  # (S, K, A, p)
         grad = grad + cfg.l2 * wmask * th  # gradient in (W, b)
         gnorm = grad.abs().amax((1, 3))
-        active = gnorm >= cfg.tol
+        active = gnorm >= tol
         if not bool(active.any()) or int(n_iter.max()) >= cfg.max_iter:
             break
         gphi = (grad[:, :J] - grad[:, J:]).transpose(1, 2).reshape(S, A, D)  # chain rule
@@ -303,7 +312,7 @@ def _newton(
             cand, lse_try = value(u_try, th_try)
             # the slack of a few ulps lets a converging model accept a step that rounding makes
             # look like no decrease
-            ok = cand <= f + ARMIJO_C * t * slope + ROUNDING_SLACK * f.abs()
+            ok = cand <= f + ARMIJO_C * t * slope + slack * f.abs()
             todo = todo & ~ok
             if not bool(todo.any()):
                 if halving == 0:  # every model took the full step (converged ones have step 0)
