@@ -1,0 +1,70 @@
+"""``mr2 simulate --preset NAME [--quick] --out DIR``: the Gaussian-mixture simulations (sims/)."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "Gaussian-mixture simulations: does the optimal margin grow with each class's variance?"
+
+PRESET_NAMES = (
+    "margin-vs-variance",
+    "theory-vs-uniform",
+    "bound-vs-gap",
+    "all",
+)  # = sims.experiments.PRESETS
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", required=True, choices=PRESET_NAMES, help="which experiment(s)")
+    parser.add_argument("--quick", action="store_true", help="a small grid (under a minute on 2 cores)")
+    parser.add_argument("--out", default="results/sims", help="output folder (default: results/sims)")
+    parser.add_argument("--jobs", type=int, default=2, help="parallel workers (default 2)")
+    parser.add_argument(
+        "--backend",
+        default="loky",
+        choices=("loky", "sequential", "dask"),
+        help="joblib backend; dask runs on the cluster named by --scheduler (or a local one)",
+    )
+    parser.add_argument("--scheduler", default=None, help="dask scheduler address, e.g. tcp://host:8786")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from sims.simulate import run_preset
+
+    if args.jobs < 1:
+        raise ValueError(f"--jobs={args.jobs}: expected an integer >= 1")
+    if args.backend == "dask":
+        from distributed import Client, LocalCluster
+
+        if args.scheduler:
+            client = Client(args.scheduler)
+            cluster = None
+        else:
+            cluster = LocalCluster(n_workers=args.jobs, threads_per_worker=1)
+            client = Client(cluster)
+        try:
+            run_preset(
+                args.preset,
+                args.out,
+                quick=args.quick,
+                n_jobs=args.jobs,
+                backend="dask",
+                progress=not args.no_progress,
+            )
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+        return 0
+    if args.scheduler:
+        raise ValueError(f"--scheduler={args.scheduler!r}: expected only with --backend dask")
+    run_preset(
+        args.preset,
+        args.out,
+        quick=args.quick,
+        n_jobs=args.jobs,
+        backend=args.backend,
+        progress=not args.no_progress,
+    )
+    return 0

@@ -1,0 +1,469 @@
+"""The three experiments (presets of ``mr2 simulate``) and the tidy tables they write.
+
+All presets share one sweep of settings (``preset_settings``), cached per setting, so that ``all``
+computes each setting once and a single preset rerun after ``all`` costs nothing:
+
+* ``margin-vs-variance``: the empirically optimal margins under each criterion, with bootstrap CIs
+  over seeds, beside the theory's (``theory.optimal_margins``), and the empirical exponent of margin
+  against spread, d log gamma / d log a, beside the theory's 1/3;
+* ``theory-vs-uniform``: per-class error and disparity under uniform margins, the theory's margins
+  and the empirical optimum (cross-fitted over seeds, so its error is not selected on itself);
+* ``bound-vs-gap``: per class, the bound's margin term against the true generalisation gap.
+
+Every CI is ``mr2.stats.bootstrap_ci`` over seeds (percentile, 95%).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from mr2.stats import bootstrap_ci
+from sims.config import EvalConfig, LearnerConfig, MixtureConfig, SearchConfig, Setting
+from sims.evaluate import CRITERIA, criterion
+from sims.search import STAGE_GRID, SettingResult, parabolic_argmin
+from theory import margin_term
+from theory._checks import bad
+
+__all__ = [
+    "PRESETS",
+    "PresetSpec",
+    "preset_settings",
+    "margin_vs_variance",
+    "exponents",
+    "theory_vs_uniform",
+    "bound_vs_gap",
+    "N_BOOT",
+]
+
+PRESETS = ("margin-vs-variance", "theory-vs-uniform", "bound-vs-gap", "all")
+N_BOOT = 2000  # bootstrap resamples for every CI
+BOOT_SEED = 20260  # the bootstrap's own generator seed (CIs are reproducible)
+
+
+@dataclass(frozen=True)
+class PresetSpec:
+    """The grid of one preset size (full or quick); every entry is a sweep axis."""
+
+    sigma_ratios: tuple[float, ...]  # K = 2: sigma_varied / sigma_reference (sigma_reference = 1)
+    n_per_class: tuple[int, ...]  # training examples per class
+    dims: tuple[int, ...]  # K = 2 input dimensions d
+    losses: tuple[str, ...]  # margin forms
+    seeds_k2: int  # training sets per K = 2 setting
+    grid_size: int  # K = 2 log-ratio grid
+    multi_sigmas: tuple[float, ...]  # K > 2: one sigma per class (the reference class has sigma = 1)
+    multi_dims: tuple[int, ...]  # K > 2 input dimensions
+    multi_n: tuple[int, ...]  # K > 2 sample sizes per class
+    seeds_multi: int  # training sets per K > 2 setting
+    beta_grid: int  # K > 2 beta grid size
+    refine_rounds: int  # K > 2 compass rounds
+    beta_range: float = 1.5  # K > 2: beta grid on [-beta_range, beta_range]
+    mu_k2: float = 1.5  # K = 2 mean norm: Bayes error of the sigma = 1 class alone is Phi(-1.5) = 6.7%
+    mu_multi: float = 2.5  # K = 5 simplex mean norm: neighbours 3.95 apart, about 10% error at sigma = 1
+    mean_margin: float = 1.0  # cbar (the official code's)
+    l2: float = 1e-2  # lambda of the learner
+
+
+FULL = PresetSpec(
+    sigma_ratios=(0.25, 0.5, 2**-0.5, 1.0, 2**0.5, 2.0, 4.0),
+    n_per_class=(10, 100, 1000),
+    dims=(2, 20),
+    losses=("additive", "temperature"),
+    seeds_k2=20,
+    grid_size=41,
+    multi_sigmas=(0.5, 2**-0.5, 1.0, 2**0.5, 2.0),
+    multi_dims=(4, 10),
+    multi_n=(10, 100, 1000),
+    seeds_multi=10,
+    beta_grid=21,
+    refine_rounds=2,
+    beta_range=2.5,
+)
+QUICK = PresetSpec(
+    sigma_ratios=(0.25, 0.5, 1.0, 2.0, 4.0),
+    n_per_class=(10, 100),
+    dims=(2, 8),
+    losses=("additive", "temperature"),
+    seeds_k2=8,
+    grid_size=21,
+    multi_sigmas=(0.5, 2**-0.5, 1.0, 2**0.5, 2.0),
+    multi_dims=(4,),
+    multi_n=(100,),
+    seeds_multi=4,
+    beta_grid=7,
+    refine_rounds=1,
+)
+
+
+def preset_settings(quick: bool = False, spec: PresetSpec | None = None) -> list[Setting]:
+    """Every setting of the sweep shared by the presets (K = 2 grid, then the K = 5 settings)."""
+    spec = spec or (QUICK if quick else FULL)
+    out = []
+    for loss in spec.losses:
+        learner = LearnerConfig(loss=loss, mean_margin=spec.mean_margin, l2=spec.l2)
+        for d in spec.dims:
+            for n in spec.n_per_class:
+                for ratio in spec.sigma_ratios:
+                    mix = MixtureConfig(sigmas=(1.0, ratio), n_per_class=(n, n), d=d, mu=spec.mu_k2)
+                    search = SearchConfig(grid_size=spec.grid_size)
+                    out.append(Setting(mix, learner, search, EvalConfig(), spec.seeds_k2, tag="k2"))
+        for d in spec.multi_dims:
+            for n in spec.n_per_class if not spec.multi_n else spec.multi_n:
+                K = len(spec.multi_sigmas)
+                mix = MixtureConfig(sigmas=spec.multi_sigmas, n_per_class=(n,) * K, d=d, mu=spec.mu_multi)
+                search = SearchConfig(
+                    beta_grid=spec.beta_grid,
+                    refine_rounds=spec.refine_rounds,
+                    beta_min=-spec.beta_range,
+                    beta_max=spec.beta_range,
+                )
+                ref = int(np.argmin(np.abs(np.log(spec.multi_sigmas))))
+                out.append(
+                    Setting(mix, learner, search, EvalConfig(), spec.seeds_multi, tag=f"k{K}", reference=ref)
+                )
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# helpers
+
+
+def _rng() -> np.random.Generator:
+    return np.random.default_rng(BOOT_SEED)
+
+
+def _regime(res: SettingResult) -> tuple:
+    s = res.setting
+    m = s.mixture
+    return (m.K, s.learner.loss, m.d, m.n_per_class[0], m.mu)
+
+
+REGIME_COLS = ["K", "loss", "d", "n_per_class", "mu"]
+
+
+def _group(results: Sequence[SettingResult]) -> dict[tuple, list[SettingResult]]:
+    groups: dict[tuple, list[SettingResult]] = defaultdict(list)
+    for r in results:
+        groups[_regime(r)].append(r)
+    return groups
+
+
+def _k2_parts(res: SettingResult):
+    """(grid log-ratios (G,), per-seed criterion curves {crit: (S, G)}) of a K = 2 setting."""
+    grid = res.stage == STAGE_GRID
+    curves = {c: criterion(res.errors[:, grid], c) for c in CRITERIA}
+    return res.log_ratio[grid], curves
+
+
+def _sigma_ratio(res: SettingResult) -> float:
+    s = res.setting
+    return s.mixture.sigmas[1 - s.reference] / s.mixture.sigmas[s.reference]
+
+
+def _multi_optimum(res: SettingResult, crit_seeds: np.ndarray) -> np.ndarray:
+    """log(gamma*_k / gamma*_ref), shape (K,), of the best search candidate for seed-wise curves."""
+    score = np.where(res.search_mask(), crit_seeds.mean(0), np.inf)
+    g = res.margins[int(np.argmin(score))]
+    return np.log(g / g[res.setting.reference])
+
+
+# ----------------------------------------------------------------------------------------------
+# experiment 1: margin vs variance
+
+
+def margin_vs_variance(results: Sequence[SettingResult]) -> pd.DataFrame:
+    """One row per (K, loss, d, n_per_class, sigma_ratio, criterion); K > 2 gives a row per class
+    other than the reference, with that class's sigma ratio. See :func:`analyse_margins`."""
+    return analyse_margins(results)[0]
+
+
+def exponents(results: Sequence[SettingResult]) -> pd.DataFrame:
+    """The empirical exponent per regime and criterion. See :func:`analyse_margins`."""
+    return analyse_margins(results)[1]
+
+
+def _slopes(x: np.ndarray, Y: np.ndarray) -> np.ndarray:
+    """OLS slopes of every column of Y (n, m) on x (n,), shape (m,)."""
+    xc = x - x.mean()
+    return (xc[:, None] * (Y - Y.mean(0))).sum(0) / (xc * xc).sum()
+
+
+def analyse_margins(results: Sequence[SettingResult]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Experiment 1: the optimal margins (rows of ``margin_vs_variance.csv``) and the empirical
+    exponent d log gamma* / d log a (rows of ``exponents.csv``), with bootstrap CIs over seeds.
+
+    K = 2: per sigma ratio, the optimal log(gamma*_v / gamma*_ref) is the minimiser of the seed-mean
+    criterion curve; the exponent is the OLS slope of these optima on log(a_v / a_ref) across the
+    ratios of a regime. The settings of a regime share their noise (common random numbers), so one
+    bootstrap resamples seed indices jointly for all of them and gives every CI of the regime.
+    K > 2: the optimum is the best search candidate; the exponent is the OLS slope of log gamma*_k
+    on log a_k across classes. The theory's exponent is computed the same way from
+    ``theory.optimal_margins`` (1/3 for balanced classes).
+    """
+    rows, exp_rows = [], []
+    nc = len(CRITERIA)
+    for key, group in sorted(_group(results).items(), key=lambda kv: str(kv[0])):
+        base = dict(zip(REGIME_COLS, key, strict=True))
+        if key[0] == 2:
+            group = sorted(group, key=_sigma_ratio)
+            parts = [_k2_parts(g) for g in group]
+            r = parts[0][0]
+            if any(
+                len(p[0]) != len(r) or g.setting.n_seeds != group[0].setting.n_seeds
+                for p, g in zip(parts, group, strict=True)
+            ):
+                raise bad("results", key, "settings of one regime with the same grid and seed count")
+            x = np.array(
+                [np.log(g.spread[1 - g.setting.reference] / g.spread[g.setting.reference]) for g in group]
+            )
+            th = np.array([g.log_ratio[g.theory_index] for g in group])
+            stack = np.stack([np.stack([p[1][c] for c in CRITERIA], 1) for p in parts], 1)  # (S, R, 2, G)
+            R = len(group)
+            fit_slope = R >= 2 and np.ptp(x) > 0
+
+            def stat(c: np.ndarray, x=x, r=r, R=R, fit_slope=fit_slope) -> np.ndarray:
+                opt = parabolic_argmin(r, c.mean(0))[0]  # (R, 2)
+                slopes = _slopes(x, opt) if fit_slope else np.zeros(nc)
+                return np.concatenate([opt.ravel(), slopes])
+
+            point, (lo, hi) = bootstrap_ci(stack, stat, rng=_rng(), n_boot=N_BOOT)
+            _, edge = parabolic_argmin(r, stack.mean(0))  # (R, 2)
+            for i, g in enumerate(group):
+                for j, crit in enumerate(CRITERIA):
+                    f = i * nc + j
+                    rows.append(
+                        _row(
+                            base, g, crit, 1 - g.setting.reference, point[f], lo[f], hi[f], edge[i, j], th[i]
+                        )
+                    )
+            if fit_slope:
+                for j, crit in enumerate(CRITERIA):
+                    f = R * nc + j
+                    exp_rows.append(
+                        _exp_row(
+                            base,
+                            crit,
+                            point[f],
+                            lo[f],
+                            hi[f],
+                            float(_slopes(x, th[:, None])[0]),
+                            int(edge[:, j].sum()),
+                            R,
+                        )
+                    )
+            continue
+        for g in group:
+            ref, K = g.setting.reference, g.setting.mixture.K
+            x = np.log(g.spread)
+            both = np.stack([criterion(g.errors, c) for c in CRITERIA], 1)  # (S, 2, C)
+
+            def stat(c: np.ndarray, g=g, x=x) -> np.ndarray:
+                opt = np.stack([_multi_optimum(g, c[:, j]) for j in range(nc)], 1)  # (K, 2)
+                return np.concatenate([opt.T.ravel(), _slopes(x, opt)])
+
+            point, (lo, hi) = bootstrap_ci(both, stat, rng=_rng(), n_boot=N_BOOT)
+            th = np.log(g.theory_margins / g.theory_margins[ref])
+            for j, crit in enumerate(CRITERIA):
+                # censored: the best beta of the grid (before the compass search) is an end of it
+                grid_score = np.where(g.stage == STAGE_GRID, both[:, j].mean(0), np.inf)
+                on_edge = int(np.argmin(grid_score)) in (0, int((g.stage == STAGE_GRID).sum()) - 1)
+                for k in range(K):
+                    if k != ref:
+                        f = j * K + k
+                        rows.append(_row(base, g, crit, k, point[f], lo[f], hi[f], on_edge, th[k]))
+                f = nc * K + j
+                exp_rows.append(
+                    _exp_row(
+                        base,
+                        crit,
+                        point[f],
+                        lo[f],
+                        hi[f],
+                        float(_slopes(x, np.log(g.theory_margins)[:, None])[0]),
+                        int(on_edge),
+                        K,
+                    )
+                )
+    return pd.DataFrame(rows), pd.DataFrame(exp_rows)
+
+
+def _row(base, res, crit, k, point, lo, hi, at_boundary, theory_lr) -> dict:
+    s = res.setting
+    ref = s.reference
+    mean = res.mean_criterion(crit)  # (C,) over every candidate, the theory's included
+    search = res.search_mask()
+    return {
+        **base,
+        "sigma_ratio": s.mixture.sigmas[k] / s.mixture.sigmas[ref],
+        "class": k,
+        "reference": ref,
+        "criterion": crit,
+        "opt_log_margin_ratio": float(point),
+        "ci_low": float(lo),
+        "ci_high": float(hi),
+        "theory_log_margin_ratio": float(theory_lr),
+        "log_spread_ratio": float(np.log(res.spread[k] / res.spread[ref])),
+        "at_boundary": bool(at_boundary),
+        "opt_error": float(mean[search].min()),
+        "uniform_error": float(mean[res.uniform_index]),
+        "theory_error": float(mean[res.theory_index]),
+        "n_seeds": s.n_seeds,
+        "mean_margin": s.learner.mean_margin,
+        "l2": s.learner.l2,
+        "setting": s.key,
+    }
+
+
+def _exp_row(base, crit, point, lo, hi, theory, boundary_hits, n_points) -> dict:
+    if lo > 0:
+        verdict = "holds"
+    elif hi < 0:
+        verdict = "reversed"
+    else:
+        verdict = "inconclusive"
+    return {
+        **base,
+        "criterion": crit,
+        "exponent": point,
+        "ci_low": lo,
+        "ci_high": hi,
+        "theory_exponent": theory,
+        "theory_in_ci": bool(lo <= theory <= hi),
+        "exponent_verdict": verdict,
+        "boundary_optima": int(boundary_hits),
+        "n_points": n_points,
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# experiment 2: theory vs uniform vs empirical optimum
+
+
+def _crossfit_errors(res: SettingResult, crit: str) -> np.ndarray:
+    """Per-seed errors (S, K) at the empirical optimum chosen on the *other* half of the seeds."""
+    c = criterion(res.errors, crit)  # (S, C)
+    S = c.shape[0]
+    half = np.arange(S) % 2
+    out = np.empty((S, res.errors.shape[-1]))
+    mask = res.search_mask()
+    for h in (0, 1):
+        other = half != h
+        best = int(np.argmin(np.where(mask, c[other].mean(0), np.inf)))
+        out[half == h] = res.errors[half == h, best]
+    return out
+
+
+def theory_vs_uniform(results: Sequence[SettingResult]) -> pd.DataFrame:
+    """Per setting, margin choice and metric: mean over seeds with CI, and the paired difference to
+    uniform margins with its CI. Metrics: ``class_error`` (one row per class), ``balanced_error``,
+    ``worst_class_error``, ``disparity`` (max - min class error)."""
+    rows = []
+    for res in results:
+        s = res.setting
+        base = dict(zip(REGIME_COLS, _regime(res), strict=True))
+        base["sigmas"] = " ".join(f"{v:.4g}" for v in s.mixture.sigmas)
+        base["sigma_ratio"] = _sigma_ratio(res) if s.mixture.K == 2 else np.nan
+        base["setting"] = s.key
+        choices = {
+            "uniform": res.errors[:, res.uniform_index],
+            "theory": res.errors[:, res.theory_index],
+            "optimum_balanced": _crossfit_errors(res, "balanced"),
+            "optimum_worst_class": _crossfit_errors(res, "worst_class"),
+        }
+        uni = choices["uniform"]
+        # every (choice, metric) column of this setting in one array, so one bootstrap call (vector
+        # statistic, the same resamples for all columns) gives every CI
+        cols, vals, refs = [], [], []
+        for choice, err in choices.items():
+            metrics = {
+                "balanced_error": (err.mean(-1), uni.mean(-1), -1),
+                "worst_class_error": (err.max(-1), uni.max(-1), -1),
+                "disparity": (np.ptp(err, -1), np.ptp(uni, -1), -1),
+            }
+            for k in range(err.shape[-1]):
+                metrics[f"class_error/{k}"] = (err[:, k], uni[:, k], k)
+            for name, (val, ref, k) in metrics.items():
+                cols.append((choice, name.split("/")[0], k))
+                vals.append(val)
+                refs.append(ref)
+        V = np.stack(vals, axis=1)  # (S, columns)
+        point, (lo, hi) = bootstrap_ci(V, rng=_rng(), n_boot=N_BOOT)
+        dpt, (dlo, dhi) = bootstrap_ci(V - np.stack(refs, axis=1), rng=_rng(), n_boot=N_BOOT)
+        for j, (choice, metric, k) in enumerate(cols):
+            rows.append(
+                {
+                    **base,
+                    "choice": choice,
+                    "metric": metric,
+                    "class": k,
+                    "class_sigma": s.mixture.sigmas[k] if k >= 0 else np.nan,
+                    "point": point[j],
+                    "ci_low": lo[j],
+                    "ci_high": hi[j],
+                    "diff_vs_uniform": dpt[j],
+                    "diff_ci_low": dlo[j],
+                    "diff_ci_high": dhi[j],
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------------------------
+# experiment 3: the bound's margin term vs the true generalisation gap
+
+
+def bound_vs_gap(results: Sequence[SettingResult]) -> pd.DataFrame:
+    """Per setting, margin choice (uniform, theory) and class k:
+
+    * ``margin_term`` = sqrt(2K) B sqrt(a_hat_k) / (gamma_k sqrt(n_k)): the Rademacher term that the
+      bound adds to class k's empirical ramp risk (Maurer's vector contraction with the
+      1/gamma_k-Lipschitz ramp, ||[W, b]||_F <= B; ``theory.margin_term`` gives sqrt(a_hat_k) / gamma_k).
+      B is the trained model's own norm and a_hat_k the class's empirical mean ||(x, 1)||^2, so it is
+      the data-dependent value of the term (no union bound over B);
+    * ``gen_gap`` = test error - training error (0-1) of class k, the true generalisation gap;
+    * ``ramp_gap`` = test error - empirical ramp risk at gamma_k, the gap the bound controls.
+
+    Means over seeds with bootstrap CIs.
+    """
+    rows = []
+    for res in results:
+        s = res.setting
+        m = s.mixture
+        base = dict(zip(REGIME_COLS, _regime(res), strict=True))
+        base["sigma_ratio"] = _sigma_ratio(res) if m.K == 2 else np.nan
+        base["setting"] = s.key
+        for choice, idx in (("uniform", res.uniform_index), ("theory", res.theory_index)):
+            parts = res.bound[choice]
+            gam = res.margins[idx]
+            test = res.errors[:, idx]  # (S, K)
+            B = parts["weight_norm"]  # (S,)
+            per_class = np.array(
+                [
+                    [float(margin_term(a[k : k + 1], gam[k : k + 1], weights=[1.0])) for k in range(m.K)]
+                    for a in parts["spread_emp"]
+                ]
+            )  # (S, K): sqrt(a_hat_k) / gamma_k
+            term = np.sqrt(2 * m.K) * B[:, None] * per_class / np.sqrt(np.asarray(m.n_per_class))[None]
+            gen = test - parts["train_error"]
+            ramp = test - parts["ramp_risk"]
+            names = ("margin_term", "gen_gap", "ramp_gap", "test_error")
+            V = np.concatenate([term, gen, ramp, test], axis=1)  # (S, 4K): one bootstrap for all
+            point, (lo, hi) = bootstrap_ci(V, rng=_rng(), n_boot=N_BOOT)
+            for k in range(m.K):
+                row = {**base, "choice": choice, "class": k, "class_sigma": m.sigmas[k], "margin": gam[k]}
+                for j, name in enumerate(names):
+                    col = j * m.K + k
+                    row.update({name: point[col], f"{name}_ci_low": lo[col], f"{name}_ci_high": hi[col]})
+                row["weight_norm"] = float(B.mean())
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def check_preset(name: str) -> str:
+    if name not in PRESETS:
+        raise bad("preset", name, f"one of {PRESETS}")
+    return name
