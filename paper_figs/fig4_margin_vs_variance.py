@@ -53,7 +53,9 @@ def _variance_label(v: float) -> str:
     return f"1/{1 / v:.3g}" if v < 1 else f"{v:.3g}"
 
 
-def plot_margin_vs_variance(frame: Any, *, ax: Any = None, legend: bool = True) -> tuple[Any, Any]:
+def plot_margin_vs_variance(
+    frame: Any, *, ax: Any = None, legend: bool = True, colors: dict | None = None
+) -> tuple[Any, Any]:
     """One panel: rows of ``margin_vs_variance.csv`` for one (K, d, loss, criterion); colour = n_per_class.
 
     Args:
@@ -61,12 +63,13 @@ def plot_margin_vs_variance(frame: Any, *, ax: Any = None, legend: bool = True) 
             optima are drawn with open markers).
         ax: axes to draw on; a new single-column figure when None.
         legend: draw the legend of sample sizes.
+        colors: n_per_class -> colour, to keep colours equal across panels; the palette in order when None.
     """
     import matplotlib.ticker as mticker
 
     fig, ax = style.new_axes(ax)
     ns = sorted(frame["n_per_class"].unique())
-    colors = dict(zip(ns, style.palette(len(ns)), strict=True))
+    colors = colors or dict(zip(ns, style.palette(len(ns)), strict=True))
     theory = frame.groupby("sigma_ratio")["theory_log_margin_ratio"]
     one_curve = bool((theory.max() - theory.min()).max() <= THEORY_ATOL)
     ax.axhline(0.0, color="0.6", lw=0.6, zorder=0)
@@ -117,6 +120,8 @@ def make(ctx: FigureContext) -> Made:
     path = data.sims_file(ctx, "margin_vs_variance.csv")
     frame = data.read_table(path, COLUMNS)
     rows, cols = _panels(frame)
+    ns = sorted(frame["n_per_class"].unique())
+    colors = dict(zip(ns, style.palette(len(ns)), strict=True))
     fig, axes = plt.subplots(
         len(rows),
         len(cols),
@@ -136,7 +141,7 @@ def make(ctx: FigureContext) -> Made:
             if sub.empty:
                 ax.set_axis_off()
                 continue
-            plot_margin_vs_variance(sub, ax=ax, legend=False)
+            plot_margin_vs_variance(sub, ax=ax, legend=False, colors=colors)
             head = f"{loss}, " if loss is not None else ""
             ax.set_title(
                 f"{head}{CRITERION_TITLES.get(crit, crit)}", loc="left", fontsize=style.FONT_SIZE - 1
