@@ -1,0 +1,223 @@
+"""What every loss in ``mr2.losses`` shares: the input checks, the base class, distributed helpers.
+
+The interface (``docs/CONTRACTS.md``): ``forward(logits (B, K), features (B, d), targets (B,))`` returns
+a scalar, ``on_epoch_start(epoch)`` runs a schedule (a no-op by default), and ``last`` holds the last
+step's components, detached, for logging.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from theory._checks import bad
+
+__all__ = [
+    "LossBase",
+    "check_batch",
+    "check_num_classes",
+    "check_class_counts",
+    "check_in",
+    "check_real",
+    "distributed_world_size",
+    "all_reduce_sum",
+]
+
+
+def check_num_classes(num_classes: Any) -> int:
+    """``num_classes`` as an int >= 2, or a ValueError."""
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise bad("num_classes", num_classes, "an integer >= 2 (a classifier needs two classes)")
+    return num_classes
+
+
+def check_real(
+    name: str,
+    value: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
+    """``value`` as a finite float in [low, high] (open ends when asked), or a ValueError."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        x = float("nan")
+    if isinstance(value, bool) or x != x or x in (float("inf"), float("-inf")):
+        raise bad(name, value, "a finite real number")
+    too_low = low is not None and (x <= low if low_open else x < low)
+    too_high = high is not None and (x >= high if high_open else x > high)
+    if too_low or too_high:
+        lo = "-inf" if low is None else f"{low:g}"
+        hi = "inf" if high is None else f"{high:g}"
+        interval = (
+            f"{'(' if low_open or low is None else '['}{lo}, {hi}{')' if high_open or high is None else ']'}"
+        )
+        raise bad(name, value, f"a number in {interval}")
+    return x
+
+
+def check_in(name: str, value: Any, choices: tuple[str, ...]) -> str:
+    """``value`` if it is one of ``choices``, or a ValueError listing them."""
+    if value not in choices:
+        raise bad(name, value, f"one of {', '.join(repr(c) for c in choices)}")
+    return value
+
+
+def check_class_counts(class_counts: Any, num_classes: int) -> Tensor:
+    """Per-class training counts as a float64 tensor of shape (K,), all > 0, or a ValueError."""
+    try:
+        n = torch.as_tensor(class_counts, dtype=torch.float64).detach().cpu()
+    except (TypeError, ValueError, RuntimeError):
+        raise bad("class_counts", class_counts, f"{num_classes} positive counts") from None
+    if n.shape != (num_classes,):
+        raise bad("class_counts", class_counts, f"shape ({num_classes},), got {tuple(n.shape)}")
+    if not bool(torch.isfinite(n).all()) or bool((n <= 0).any()):
+        raise bad("class_counts", class_counts, "finite counts > 0 (every class needs an example)")
+    return n
+
+
+def _is_int_dtype(t: Tensor) -> bool:
+    return not t.is_floating_point() and not t.is_complex() and t.dtype != torch.bool
+
+
+def check_batch(
+    logits: Any,
+    features: Any,
+    targets: Any,
+    num_classes: int,
+    *,
+    need_features: bool,
+    check_values: bool = True,
+) -> Tensor:
+    """Check one batch and return the targets as int64.
+
+    Args:
+        logits: (B, K) floating tensor, K = ``num_classes``.
+        features: (B, d) floating tensor; may be None when ``need_features`` is False.
+        targets: (B,) integer tensor of labels in [0, K).
+        check_values: also check for NaN/inf and labels out of range. That reads one small tensor
+            back from the device (a single synchronisation per call on GPU).
+
+    Raises:
+        ValueError naming the argument, its value and what was expected.
+    """
+    if not isinstance(logits, Tensor):
+        raise bad("logits", logits, "a torch.Tensor of shape (B, K)")
+    if not isinstance(targets, Tensor):
+        raise bad("targets", targets, "a torch.Tensor of shape (B,) with integer labels")
+    if logits.ndim != 2:
+        raise bad("logits", logits, f"a 2-D tensor (B, {num_classes}), got shape {tuple(logits.shape)}")
+    if not logits.is_floating_point():
+        raise bad("logits", logits, f"a floating-point tensor, got {logits.dtype}")
+    B = logits.shape[0]
+    if B == 0:
+        raise bad("logits", logits, "a non-empty batch (B >= 1)")
+    if logits.shape[1] != num_classes:
+        raise bad(
+            "logits", logits, f"shape (B, {num_classes}) (one logit per class), got {tuple(logits.shape)}"
+        )
+    if targets.ndim != 1 or targets.shape[0] != B:
+        raise bad(
+            "targets",
+            targets,
+            f"shape ({B},) to match logits {tuple(logits.shape)}, got {tuple(targets.shape)}",
+        )
+    if not _is_int_dtype(targets):
+        raise bad("targets", targets, f"integer class labels, got dtype {targets.dtype}")
+    if targets.device != logits.device:
+        raise bad("targets", targets, f"the device of logits ({logits.device}), got {targets.device}")
+    if features is None:
+        if need_features:
+            raise bad("features", features, f"a tensor of shape ({B}, d): this loss uses the features")
+    else:
+        if not isinstance(features, Tensor):
+            raise bad("features", features, f"a torch.Tensor of shape ({B}, d)")
+        if features.ndim != 2 or features.shape[0] != B or features.shape[1] == 0:
+            raise bad(
+                "features",
+                features,
+                f"shape ({B}, d) with d >= 1 to match logits, got {tuple(features.shape)}",
+            )
+        if not features.is_floating_point():
+            raise bad("features", features, f"a floating-point tensor, got {features.dtype}")
+        if features.device != logits.device:
+            raise bad("features", features, f"the device of logits ({logits.device}), got {features.device}")
+    if check_values:
+        # One small read-back for every value check together: a single device sync per step.
+        with torch.no_grad():
+            flags = [~torch.isfinite(logits).all(), targets.min() < 0, targets.max() >= num_classes]
+            if features is not None:
+                flags.append(~torch.isfinite(features).all())
+            bad_logits, low, high, *bad_feat = torch.stack(flags).tolist()
+        if bad_logits:
+            raise bad("logits", logits, "finite values (found NaN or inf)")
+        if bad_feat and bad_feat[0]:
+            raise bad("features", features, "finite values (found NaN or inf)")
+        if low or high:
+            raise bad("targets", targets, f"labels in [0, {num_classes - 1}] (num_classes={num_classes})")
+    return targets.long()
+
+
+def distributed_world_size() -> int:
+    """The number of processes in the default group, 1 when torch.distributed is not in use."""
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size()
+    return 1
+
+
+def all_reduce_sum(t: Tensor) -> Tensor:
+    """Sum ``t`` in place over every process of the default group (a no-op without one)."""
+    if distributed_world_size() > 1:
+        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.SUM)
+    return t
+
+
+class LossBase(nn.Module):
+    """Base of every loss here: the shared call signature, ``on_epoch_start`` and ``last``.
+
+    Subclasses set ``uses_features`` and implement ``_loss(logits, features, targets) -> Tensor``
+    with ``targets`` already checked and converted to int64.
+    """
+
+    uses_features: bool = False
+
+    def __init__(self, num_classes: int, *, check_values: bool = True) -> None:
+        super().__init__()
+        self.num_classes = check_num_classes(num_classes)
+        self.check_values = bool(check_values)
+        self.last: dict[str, float | Tensor] = {}
+
+    def forward(self, logits: Tensor, features: Tensor | None, targets: Tensor) -> Tensor:
+        """Loss of one batch: logits (B, K), features (B, d), targets (B,) int64 -> scalar."""
+        y = check_batch(
+            logits,
+            features,
+            targets,
+            self.num_classes,
+            need_features=self.uses_features,
+            check_values=self.check_values,
+        )
+        self._follow_device(logits.device)
+        return self._loss(logits, features, y)
+
+    def _loss(self, logits: Tensor, features: Tensor | None, targets: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """Called by the training loop before each epoch (0-based); no-op unless there is a schedule."""
+
+    def _follow_device(self, device: torch.device) -> None:
+        # Devices follow the inputs: a loss built on CPU and fed CUDA tensors moves its buffers once.
+        for buf in self.buffers():
+            if buf.device != device:
+                self.to(device)
+            return
+
+    def extra_repr(self) -> str:
+        return f"num_classes={self.num_classes}"
