@@ -9,6 +9,7 @@
 Every model is a ``Classifier``: a backbone mapping images (B, C, H, W) to features (B, d) and a
 linear head mapping features to logits (B, K). ``freeze_backbone=True`` fixes the backbone (no
 gradients, batch-norm statistics frozen): a linear probe, as in the paper's CLIP/MAE/MoCo runs.
+``head="cosine"`` gives LDAM's normalised head (cosine logits).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from theory._checks import bad
 __all__ = ["MODEL_NAMES", "Classifier", "SmallCNN", "ResNet18", "build_model"]
 
 MODEL_NAMES = ("small-cnn", "resnet18", "torchvision:<name>", "timm:<name>")
+HEADS = ("linear", "cosine")
 
 
 class Classifier(nn.Module):
@@ -30,13 +32,26 @@ class Classifier(nn.Module):
     """
 
     def __init__(
-        self, backbone: nn.Module, feature_dim: int, num_classes: int, *, freeze_backbone: bool = False
+        self,
+        backbone: nn.Module,
+        feature_dim: int,
+        num_classes: int,
+        *,
+        freeze_backbone: bool = False,
+        head: str = "linear",
     ):
         super().__init__()
         self.backbone = backbone
         self.feature_dim = int(feature_dim)
         self.num_classes = int(num_classes)
-        self.head = nn.Linear(self.feature_dim, self.num_classes)
+        if head not in HEADS:
+            raise bad("head", head, f"one of {list(HEADS)}")
+        if head == "cosine":  # LDAM's head: logits are cosines, so pair it with a scale (s = 30)
+            from mr2.losses import NormedLinear
+
+            self.head = NormedLinear(self.feature_dim, self.num_classes)
+        else:
+            self.head = nn.Linear(self.feature_dim, self.num_classes)
         self.freeze_backbone = bool(freeze_backbone)
         if self.freeze_backbone:
             self.backbone.requires_grad_(False)
@@ -184,6 +199,7 @@ def build_model(
     hidden: int = 128,
     pretrained: bool = False,
     freeze_backbone: bool = False,
+    head: str = "linear",
 ) -> Classifier:
     """Build a ``Classifier`` by name (``MODEL_NAMES``).
 
@@ -194,6 +210,7 @@ def build_model(
         hidden: small-cnn's feature size.
         pretrained: load the library's weights (torchvision/timm only; needs them cached or a network).
         freeze_backbone: train only the head (linear probe on fixed features).
+        head: ``linear`` or ``cosine`` (``mr2.losses.NormedLinear``: cosine logits, LDAM's head).
     """
     if num_classes < 2:
         raise bad("num_classes", num_classes, "at least 2")
@@ -212,4 +229,4 @@ def build_model(
         raise bad("model", name, f"one of {list(MODEL_NAMES)}")
     if pretrained and name in ("small-cnn", "resnet18"):
         raise bad("pretrained", pretrained, f"False for model='{name}' (no weights are shipped)")
-    return Classifier(backbone, dim, num_classes, freeze_backbone=freeze_backbone)
+    return Classifier(backbone, dim, num_classes, freeze_backbone=freeze_backbone, head=head)

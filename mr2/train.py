@@ -76,9 +76,11 @@ class TrainConfig:
     hidden: int = 128  # small-cnn feature size (dimensions)
     pretrained: bool = False  # torchvision/timm weights (need a cache or a network)
     freeze_backbone: bool = False  # linear probe: train the head on fixed features
+    head: str = "linear"  # linear | cosine (LDAM's normalised head: pair it with loss.s=30)
     # loss
     loss: str = "ce"  # one of mr2.losses.LOSS_NAMES
     loss_options: dict[str, Any] = field(default_factory=dict)  # keyword options of make_loss
+    difficulty_from_val: bool = True  # cdb: class difficulty from the validation split (the authors' way)
     # optimisation
     epochs: int = 10  # passes over the training split
     batch_size: int = 128  # images per step, summed over all ranks
@@ -91,7 +93,9 @@ class TrainConfig:
     crop_padding: int = 0  # random-crop augmentation: zero padding on each side (pixels); 0: off
     hflip: bool = False  # random horizontal flips
     # evaluation and selection
-    select_metric: str = "accuracy"  # validation metric that picks the epoch: accuracy | worst_class_accuracy | last
+    select_metric: str = (
+        "accuracy"  # validation metric that picks the epoch: accuracy | worst_class_accuracy | last
+    )
     eval_batch_size: int = 1024  # images per evaluation step
     # run
     seed: int = 0  # weights, shuffling, augmentation, validation split (unless split_seed)
@@ -104,22 +108,24 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class Preset:
-    """A named study: a base config, the losses and seeds to run, and per-loss options."""
+    """A named study: a base config, the losses and seeds to run, and per-loss overrides
+    (config fields or ``loss.<option>``, as in ``apply_overrides``)."""
 
     name: str
     description: str
     config: TrainConfig
     losses: tuple[str, ...]
     seeds: tuple[int, ...]
-    loss_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    per_loss: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def config_for(self, loss: str, seed: int, **overrides: Any) -> TrainConfig:
-        opts = {**self.config.loss_options, **self.loss_options.get(loss, {})}
-        cfg = dataclasses.replace(self.config, study=self.name, loss=loss, seed=seed, loss_options=opts)
-        return apply_overrides(cfg, overrides) if overrides else cfg
+        cfg = dataclasses.replace(self.config, study=self.name, loss=loss, seed=seed)
+        return apply_overrides(cfg, {**self.per_loss.get(loss, {}), **overrides})
 
 
 ALL_LOSSES = ("ce", "focal", "ldam", "cdb", "mr2", "mr2-logit", "mr2-rep")
+# LDAM as its authors run it: cosine head, logits scaled by s = 30 (on balanced data all margins = 0.5)
+LDAM_COSINE = {"head": "cosine", "loss.s": 30.0}
 
 PRESETS: dict[str, Preset] = {
     p.name: p
@@ -136,7 +142,7 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             name="fmnist-smoke",
-            description="Fashion-MNIST, small CNN, 20k images x 3 epochs: under 3 min on 2 cores, accuracy >= 0.80",
+            description="Fashion-MNIST, small CNN, 20k images x 3 epochs: < 3 min on 2 cores, acc >= 0.80",
             config=TrainConfig(
                 dataset="fashion-mnist", model="small-cnn", width=16, hidden=64, max_train_samples=20_000,
                 epochs=3, batch_size=128, lr=0.05, weight_decay=5e-4, split_seed=0,
@@ -153,6 +159,7 @@ PRESETS: dict[str, Preset] = {
             ),
             losses=ALL_LOSSES,
             seeds=(0, 1, 2, 3, 4),
+            per_loss={"ldam": LDAM_COSINE},
         ),
         Preset(
             name="fmnist-gpu",
@@ -164,6 +171,7 @@ PRESETS: dict[str, Preset] = {
             ),
             losses=("ce", "mr2", "mr2-logit", "mr2-rep", "focal", "ldam", "cdb"),
             seeds=(0, 1, 2),
+            per_loss={"ldam": LDAM_COSINE},
         ),
     )
 }  # fmt: skip
@@ -290,7 +298,9 @@ def _amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
 
 
 # ----------------------------------------------------------------------------------- evaluation
-def _prepare_batch(x: torch.Tensor, data: mdata.ImageData, cfg: TrainConfig, channels_last: bool) -> torch.Tensor:
+def _prepare_batch(
+    x: torch.Tensor, data: mdata.ImageData, cfg: TrainConfig, channels_last: bool
+) -> torch.Tensor:
     x = mdata.normalize(x, data.mean, data.std)
     if cfg.input_size is not None and cfg.input_size != x.shape[-1]:
         x = F.interpolate(x, size=(cfg.input_size, cfg.input_size), mode="bilinear", align_corners=False)
@@ -442,8 +452,8 @@ def train_run(
             return read_json(metrics_path)
         if ckpt_path.exists() and not resume:
             raise ValueError(
-                f"run_dir={str(run_dir)!r} holds an unfinished run (checkpoint.pt); pass --resume to continue "
-                "it or --overwrite to start again"
+                f"run_dir={str(run_dir)!r} holds an unfinished run (checkpoint.pt); pass --resume to "
+                "continue it or --overwrite to start again"
             )
 
     dist_info = _init_distributed(cfg.device)
@@ -461,7 +471,7 @@ def train_run(
     side = cfg.input_size or data.image_size
     model = build_model(
         cfg.model, num_classes=k, in_channels=data.in_channels, image_size=side, width=cfg.width,
-        hidden=cfg.hidden, pretrained=cfg.pretrained, freeze_backbone=cfg.freeze_backbone,
+        hidden=cfg.hidden, pretrained=cfg.pretrained, freeze_backbone=cfg.freeze_backbone, head=cfg.head,
     ).to(device)  # fmt: skip
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -495,12 +505,14 @@ def train_run(
         _set_rng_state(ckpt["rng"], device)
         start_epoch, log_rows, elapsed, best = ckpt["epoch"], ckpt["log"], ckpt["train_time_s"], ckpt["best"]
     elif dist_info.main:
-        write_json(
-            cfg_path,
-            {"config": _config_record(cfg), "code_version": code_version(), "environment": _environment(device, dist_info),
-             "data": {"source": data.source, "n_train": len(data.y_train), "n_val": len(data.y_val),
-                      "n_test": len(data.y_test), "class_names": list(data.class_names)}},
-        )  # fmt: skip
+        sizes = {"n_train": len(data.y_train), "n_val": len(data.y_val), "n_test": len(data.y_test)}
+        record = {
+            "config": _config_record(cfg),
+            "code_version": code_version(),
+            "environment": _environment(device, dist_info),
+            "data": {"source": data.source, **sizes, "class_names": list(data.class_names)},
+        }
+        write_json(cfg_path, record)
 
     from tqdm.auto import tqdm
 
@@ -511,6 +523,8 @@ def train_run(
             return None
         t0 = time.perf_counter()
         loss_fn.on_epoch_start(epoch)
+        if cfg.difficulty_from_val and hasattr(loss_fn, "set_class_accuracy") and log_rows:
+            loss_fn.set_class_accuracy([log_rows[-1][f"val_class{j}_accuracy"] for j in range(k)])
         model.train()
         batches = mdata.batch_indices(
             len(x_train), per_rank_batch, generator=_epoch_generator(cfg.seed, epoch, 0),
@@ -519,7 +533,9 @@ def train_run(
         aug_gen = _epoch_generator(cfg.seed, epoch, 1 + dist_info.rank)
         loss_sum = torch.zeros((), device=device, dtype=torch.float64)
         checked_sum, n_correct, n_seen = 0.0, torch.zeros((), device=device, dtype=torch.long), 0
-        bar = tqdm(batches, desc=f"{cfg.loss} s{cfg.seed} ep {epoch + 1}/{cfg.epochs}", disable=not show, leave=False)
+        bar = tqdm(
+            batches, desc=f"{cfg.loss} s{cfg.seed} ep {epoch + 1}/{cfg.epochs}", disable=not show, leave=False
+        )
         for step, idx in enumerate(bar):
             lr = _lr_at(epoch * steps_per_epoch + step, steps_per_epoch, cfg)
             for group in optimizer.param_groups:
@@ -568,6 +584,7 @@ def train_run(
             "val_worst_class_accuracy": val["worst_class_accuracy"],
             "val_class_accuracy_std": val["class_accuracy_std"],
             "time_s": elapsed,
+            **{f"val_class{j}_accuracy": a for j, a in enumerate(val["per_class_accuracy"])},
         }
         for name, value in getattr(loss_fn, "last", {}).items():
             if torch.is_tensor(value) and value.numel() != 1:
@@ -576,15 +593,26 @@ def train_run(
         log_rows.append(row)
         value = val[cfg.select_metric] if cfg.select_metric != "last" else epoch
         if value > best["value"] or cfg.select_metric == "last":
-            best = {"epoch": epoch + 1, "value": value, "state": {n: t.detach().cpu().clone() for n, t in model.state_dict().items()}}
+            best = {
+                "epoch": epoch + 1,
+                "value": value,
+                "state": {n: t.detach().cpu().clone() for n, t in model.state_dict().items()},
+            }
         if dist_info.main:
-            torch_save(
-                ckpt_path,
-                {"version": CHECKPOINT_VERSION, "epoch": epoch + 1, "model": model.state_dict(),
-                 "optimizer": optimizer.state_dict(), "loss": loss_fn.state_dict(), "scaler": scaler.state_dict(),
-                 "rng": _rng_state(device), "log": log_rows, "train_time_s": elapsed, "best": best,
-                 "config": _config_record(cfg)},
-            )  # fmt: skip
+            state = {
+                "version": CHECKPOINT_VERSION,
+                "epoch": epoch + 1,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "loss": loss_fn.state_dict(),
+                "scaler": scaler.state_dict(),
+                "rng": _rng_state(device),
+                "log": log_rows,
+                "train_time_s": elapsed,
+                "best": best,
+                "config": _config_record(cfg),
+            }
+            torch_save(ckpt_path, state)
             import pandas as pd
 
             write_csv(log_path, pd.DataFrame(log_rows))
@@ -638,6 +666,20 @@ def train_run(
     return metrics
 
 
+def _run_one(cfg: TrainConfig, run_dir: str, resume: bool, overwrite: bool, progress: bool) -> dict[str, Any]:
+    finished = (Path(run_dir) / "metrics.json").exists() and not overwrite
+    head = {"loss": cfg.loss, "seed": cfg.seed, "run_dir": run_dir}
+    try:
+        metrics = train_run(cfg, run_dir, resume=resume, overwrite=overwrite, progress=progress)
+    except TrainingDiverged as exc:
+        return {**head, "status": "diverged", "error": str(exc)}
+    return {**head, "status": "skipped" if finished else "done", **(metrics or {})}
+
+
+def _worker_init(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
 def run_study(
     preset: str | Preset,
     *,
@@ -649,28 +691,55 @@ def run_study(
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    jobs: int = 1,
+    threads: int | None = None,
 ) -> list[dict[str, Any]]:
     """Run every (loss, seed) of a preset; finished runs are read back, not retrained.
 
-    Returns one record per run: ``loss, seed, run_dir, status`` (``done``, ``skipped`` or
-    ``diverged``) and the metrics (or ``error``). A diverged run does not stop the others.
+    Args:
+        preset: a name in ``PRESETS`` or a ``Preset``.
+        runs: the runs folder; each run goes to ``runs/<study>/<loss>/seed<k>``.
+        losses, seeds: subsets to run (default: the preset's).
+        overrides: config fields or ``loss.<option>`` (see ``apply_overrides``), for every run.
+        study: the study folder name (default: the preset's name).
+        resume, overwrite, progress: as in ``train_run``.
+        jobs: runs trained at once, each in its own process (CPU studies: one per core).
+        threads: torch threads per run (default: torch's own in-process; cores // jobs in workers).
+
+    Returns:
+        One record per run: ``loss, seed, run_dir, status`` (``done``, ``skipped`` or ``diverged``)
+        and the metrics (or ``error``). A diverged run does not stop the others.
     """
     p = get_preset(preset) if isinstance(preset, str) else preset
     losses = tuple(losses or p.losses)
     seeds = tuple(p.seeds if seeds is None else seeds)
-    records = []
+    if not isinstance(jobs, int) or jobs < 1:
+        raise bad("jobs", jobs, "a positive integer")
+    configs = []
     for loss in losses:
         for seed in seeds:
             cfg = p.config_for(loss, seed, **(overrides or {}))
             if study:
                 cfg = dataclasses.replace(cfg, study=study)
-            run_dir = run_dir_for(runs, cfg)
-            finished = (run_dir / "metrics.json").exists() and not overwrite
-            try:
-                metrics = train_run(cfg, run_dir, resume=resume, overwrite=overwrite, progress=progress)
-            except TrainingDiverged as exc:
-                records.append({"loss": loss, "seed": seed, "run_dir": str(run_dir), "status": "diverged", "error": str(exc)})
-                continue
-            status = "skipped" if finished else "done"
-            records.append({"loss": loss, "seed": seed, "run_dir": str(run_dir), "status": status, **(metrics or {})})
+            validate_config(cfg)  # every bad name is reported before the first run starts
+            configs.append((cfg, str(run_dir_for(runs, cfg))))
+    if jobs == 1:
+        if threads:
+            torch.set_num_threads(threads)
+        return [_run_one(cfg, d, resume, overwrite, progress) for cfg, d in configs]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    per_job = threads or max(1, (os.cpu_count() or 1) // jobs)
+    ctx = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch thread pools
+    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init, initargs=(per_job,)) as pool:
+        futures = [pool.submit(_run_one, cfg, d, resume, overwrite, False) for cfg, d in configs]
+        records = []
+        for fut, (cfg, _) in zip(futures, configs, strict=True):
+            rec = fut.result()
+            if progress:
+                acc = rec.get("accuracy")
+                shown = f"accuracy {acc:.4f}" if acc is not None else rec.get("error", "")
+                print(f"[{cfg.study}] {cfg.loss} seed {cfg.seed}: {rec['status']} {shown}", flush=True)
+            records.append(rec)
     return records

@@ -24,9 +24,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="override a config field (e.g. lr=0.1) or a loss option (loss.lam=0.2); repeatable",
     )
-    parser.add_argument("--resume", action="store_true", help="continue unfinished runs from their checkpoints")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue unfinished runs from their checkpoints"
+    )
     parser.add_argument("--overwrite", action="store_true", help="discard existing runs and train them again")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="runs trained at once, one process each (default 1)"
+    )
+    parser.add_argument("--threads", type=int, help="torch threads per run (default: cores / jobs)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,7 +43,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.list or not args.preset:
         for p in PRESETS.values():
-            print(f"{p.name:14s} {p.description}\n{'':14s} losses {','.join(p.losses)}; seeds {list(p.seeds)}")
+            print(
+                f"{p.name:14s} {p.description}\n{'':14s} losses {','.join(p.losses)}; seeds {list(p.seeds)}"
+            )
         return 0 if args.list else 2
     preset = get_preset(args.preset)
     overrides: dict[str, str | int] = {}
@@ -55,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     records = run_study(
         preset, runs=args.out, losses=args.loss, seeds=args.seeds, overrides=overrides, study=args.study,
-        resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress,
+        resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress, jobs=args.jobs,
+        threads=args.threads,
     )  # fmt: skip
     wall = time.perf_counter() - t0
     print(f"{'loss':10s} {'seed':>4s} {'status':8s} {'acc':>6s} {'worst':>6s} {'train_s':>8s}  run_dir")
@@ -63,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
         acc = f"{r['accuracy']:.4f}" if "accuracy" in r else "-"
         worst = f"{r['worst_class_accuracy']:.4f}" if "worst_class_accuracy" in r else "-"
         secs = f"{r['train_time_s']:.0f}" if "train_time_s" in r else "-"
-        print(f"{r['loss']:10s} {r['seed']:4d} {r['status']:8s} {acc:>6s} {worst:>6s} {secs:>8s}  {r['run_dir']}")
+        head = f"{r['loss']:10s} {r['seed']:4d} {r['status']:8s}"
+        print(f"{head} {acc:>6s} {worst:>6s} {secs:>8s}  {r['run_dir']}")
     print(f"{len(records)} runs in {wall:.0f} s wall time")
     failed = [r for r in records if r["status"] == "diverged"]
     for r in failed:
