@@ -154,7 +154,7 @@ PRESETS: dict[str, Preset] = {
             name="fmnist-verify",
             description="the CPU verification study: 7 methods x 5 seeds, small CNN on Fashion-MNIST",
             config=TrainConfig(
-                dataset="fashion-mnist", model="small-cnn", width=16, hidden=64, epochs=6, batch_size=128,
+                dataset="fashion-mnist", model="small-cnn", width=12, hidden=64, epochs=8, batch_size=128,
                 lr=0.05, weight_decay=5e-4, crop_padding=2, hflip=True, split_seed=0,
             ),
             losses=ALL_LOSSES,
@@ -402,6 +402,18 @@ def _environment(device: torch.device, dist_info: _Dist) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------ the run
+def _diverged(cfg: TrainConfig, ckpt_path: Path, epoch: int, step: int, what: str) -> TrainingDiverged:
+    kept = (
+        f"the last good checkpoint (after epoch {epoch}) is kept in {ckpt_path}"
+        if epoch > 0
+        else "no epoch had finished, so there is no checkpoint"
+    )
+    return TrainingDiverged(
+        f"{what} in epoch {epoch + 1}, by step {step + 1} (loss {cfg.loss}, lr={cfg.lr}); training "
+        f"stopped and {kept}. Lower lr or check the loss options {cfg.loss_options}."
+    )
+
+
 def train_run(
     cfg: TrainConfig,
     run_dir: str | os.PathLike,
@@ -546,7 +558,12 @@ def train_run(
             xb = _prepare_batch(xb, data, cfg, channels_last)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 logits, feats = net(xb)
-            loss = loss_fn(logits.float(), feats.float(), yb)
+            try:
+                loss = loss_fn(logits.float(), feats.float(), yb)
+            except ValueError as exc:  # the loss refuses NaN/inf logits or features: the net diverged
+                if bool(torch.isfinite(logits).all()) and bool(torch.isfinite(feats).all()):
+                    raise
+                raise _diverged(cfg, ckpt_path, epoch, step, f"the network output NaN/inf ({exc})") from None
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
@@ -557,16 +574,7 @@ def train_run(
             if (step + 1) % cfg.log_every == 0 or step + 1 == len(batches):
                 total = float(loss_sum)  # one device sync per log_every steps
                 if not math.isfinite(total):
-                    kept = (
-                        f"the last good checkpoint (after epoch {epoch}) is kept in {ckpt_path}"
-                        if epoch > 0
-                        else "no epoch had finished, so there is no checkpoint"
-                    )
-                    raise TrainingDiverged(
-                        f"loss became {total} in epoch {epoch + 1}, by step {step + 1} ({cfg.loss}, "
-                        f"lr={cfg.lr}); training stopped and {kept}. Lower lr or check the loss options "
-                        f"{cfg.loss_options}."
-                    )
+                    raise _diverged(cfg, ckpt_path, epoch, step, f"loss became {total}")
                 if show:
                     bar.set_postfix(loss=f"{(total - checked_sum) / cfg.log_every:.4f}", lr=f"{lr:.3g}")
                 checked_sum = total
@@ -716,8 +724,9 @@ def run_study(
     if not isinstance(jobs, int) or jobs < 1:
         raise bad("jobs", jobs, "a positive integer")
     configs = []
-    for loss in losses:
-        for seed in seeds:
+    # seed-major: a study stopped part-way has every method at the same seeds (paired comparisons)
+    for seed in seeds:
+        for loss in losses:
             cfg = p.config_for(loss, seed, **(overrides or {}))
             if study:
                 cfg = dataclasses.replace(cfg, study=study)
