@@ -572,7 +572,12 @@ def train_run(
             n_correct += (logits.detach().argmax(1) == yb).sum()
             n_seen += len(yb)
             if (step + 1) % cfg.log_every == 0 or step + 1 == len(batches):
-                total = float(loss_sum)  # one device sync per log_every steps
+                total_t = loss_sum.clone()
+                if dist_info.world_size > 1:  # every rank sees a NaN on any rank, and stops with it
+                    import torch.distributed as dist
+
+                    dist.all_reduce(total_t)
+                total = float(total_t)  # one device sync per log_every steps
                 if not math.isfinite(total):
                     raise _diverged(cfg, ckpt_path, epoch, step, f"loss became {total}")
                 if show:
