@@ -52,7 +52,15 @@ METRIC_LABELS = {
     "class_accuracy_std": "std over classes",
 }
 # statistic label -> metrics.json key (labels avoid '|', which would split a Markdown table cell)
-SPREAD_KEYS = {"a_k": "class_spread", "s_k²": "class_within_spread", "‖mu_k‖²": "class_mean_norm2"}
+SPREAD_KEYS = {
+    "a_k": "class_spread",
+    "s_k²": "class_within_spread",
+    "‖mu_k‖²": "class_mean_norm2",
+    # scale-free: within-class spread relative to the class mean's squared norm
+    "s_k²/‖mu_k‖²": lambda g: (
+        np.stack(g["class_within_spread"].to_numpy()) / np.stack(g["class_mean_norm2"].to_numpy())
+    ),
+}
 LOSS_ORDER = ("ce", "focal", "ldam", "cdb", "mr2", "mr2-logit", "mr2-rep")
 
 
@@ -138,18 +146,19 @@ def spread_error_correlation(
     statistic and the class's test error (1 - acc_k), per run, then the mean over seeds with its CI.
 
     Returns one row per (loss, statistic) with statistic in ``a_k`` (the bound's
-    ||mu_k||² + s_k²), ``s_k²`` (within-class spread) and ``‖mu_k‖²``: ``loss, statistic, n_seeds,
-    rho, ci_low, ci_high, hardest_match`` (fraction of runs whose largest statistic is on the class
-    with the highest error).
+    ||mu_k||² + s_k²), ``s_k²`` (within-class spread), ``‖mu_k‖²`` and the scale-free ratio
+    ``s_k²/‖mu_k‖²``: ``loss, statistic, n_seeds, rho, ci_low, ci_high, hardest_match``
+    (fraction of runs whose largest statistic is on the class with the highest error).
     """
     gen = as_generator(rng)
     rows = []
     for loss, grp in runs.groupby("loss", sort=False):
         err = 1.0 - np.stack(grp["per_class_accuracy"].to_numpy())
         for label, key in SPREAD_KEYS.items():
-            if key not in grp:
+            needed = [key] if isinstance(key, str) else ["class_within_spread", "class_mean_norm2"]
+            if any(k not in grp for k in needed):
                 continue
-            stat = np.stack(grp[key].to_numpy())
+            stat = np.stack(grp[key].to_numpy()) if isinstance(key, str) else key(grp)
             rho = _spearman_rows(stat, err)
             ok = np.isfinite(rho)
             point, low, high = _ci(rho[ok], gen, n_boot)
@@ -301,17 +310,25 @@ def _mr2_statement(table: pd.DataFrame, baseline: str) -> list[str]:
         parts = []
         for m in ("accuracy", "bottom10_accuracy", "worst_class_accuracy", "top10_accuracy"):
             r = sub.loc[m]
-            parts.append(
-                f"{METRIC_LABELS[m]} {r['diff']:+.4f} [{r['diff_ci_low']:+.4f}, {r['diff_ci_high']:+.4f}] "
-                f"({verdict(m, r['diff_ci_low'], r['diff_ci_high'])})"
+            ci = (
+                f" [{r['diff_ci_low']:+.4f}, {r['diff_ci_high']:+.4f}]"
+                if np.isfinite(r["diff_ci_low"]) and np.isfinite(r["diff_ci_high"])
+                else ""
             )
-        improves = all(
-            verdict(m, sub.loc[m, "diff_ci_low"], sub.loc[m, "diff_ci_high"]) == "better"
-            for m in ("accuracy", "bottom10_accuracy", "worst_class_accuracy")
-        )
-        top = sub.loc["top10_accuracy"]
-        top_kept = not (np.isfinite(top["diff_ci_high"]) and top["diff_ci_high"] < 0)
-        answer = "yes" if improves and top_kept else "no"
+            parts.append(
+                f"{METRIC_LABELS[m]} {r['diff']:+.4f}{ci} ({verdict(m, r['diff_ci_low'], r['diff_ci_high'])})"
+            )
+        readings = {
+            m: verdict(m, sub.loc[m, "diff_ci_low"], sub.loc[m, "diff_ci_high"])
+            for m in ("accuracy", "bottom10_accuracy", "worst_class_accuracy", "top10_accuracy")
+        }
+        if any(v.startswith("no interval") for v in readings.values()):
+            answer = "undetermined (fewer than 2 paired seeds)"
+        else:
+            improves = all(
+                readings[m] == "better" for m in ("accuracy", "bottom10_accuracy", "worst_class_accuracy")
+            )
+            answer = "yes" if improves and readings["top10_accuracy"] != "worse" else "no"
         n = int(sub.loc["accuracy", "n_paired"])
         out.append(
             f"- **{loss} vs {baseline}** ({n} paired seeds): " + "; ".join(parts) + ". Improves overall, "
