@@ -73,10 +73,11 @@ class CDBLoss(LossBase):
         self.tau = tau
         self.min_difficulty = check_real("min_difficulty", min_difficulty, low=0.0, high=1.0, low_open=True)
         K = self.num_classes
-        self.register_buffer("class_accuracy", torch.zeros(K, dtype=torch.float32))
-        self.register_buffer("class_weights", torch.ones(K, dtype=torch.float32))
-        self.register_buffer("epoch_hits", torch.zeros(K, dtype=torch.float32))
-        self.register_buffer("epoch_counts", torch.zeros(K, dtype=torch.float32))
+        # float64: K numbers each (exact counts), cast to the logits' dtype per step
+        self.register_buffer("class_accuracy", torch.zeros(K, dtype=torch.float64))
+        self.register_buffer("class_weights", torch.ones(K, dtype=torch.float64))
+        self.register_buffer("epoch_hits", torch.zeros(K, dtype=torch.float64))
+        self.register_buffer("epoch_counts", torch.zeros(K, dtype=torch.float64))
 
     def set_class_accuracy(self, accuracy: Any) -> None:
         """Set acc_k (K,) in [0, 1] directly (e.g. from a validation split) and recompute the weights."""

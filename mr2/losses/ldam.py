@@ -133,9 +133,12 @@ class LDAMLoss(LossBase):
         self.drw_epoch = drw_epoch
         self.beta = check_real("beta", beta, low=0.0, high=1.0, high_open=True)
         self.uses_features = self.normalize
-        self.register_buffer("class_counts", counts.to(torch.float32))
-        self.register_buffer("margins", ldam_margins(counts, max_margin=self.max_m).to(torch.float32))
-        self.register_buffer("class_weights", torch.ones(K, dtype=torch.float32))
+        # float64: K numbers, cast to the logits' dtype per step; exact whatever the inputs' precision
+        self.register_buffer("class_counts", counts)
+        # NumPy in, float64 out: theory.ldam_margins casts torch input to the default dtype (float32)
+        margins = torch.as_tensor(ldam_margins(counts.numpy(), max_margin=self.max_m), dtype=torch.float64)
+        self.register_buffer("margins", margins)
+        self.register_buffer("class_weights", torch.ones(K, dtype=torch.float64))
         self.register_buffer("drw_active", torch.zeros((), dtype=torch.bool))
 
     def on_epoch_start(self, epoch: int) -> None:

@@ -26,6 +26,8 @@ from torch import Tensor
 
 from mr2.losses._common import LossBase, check_in, check_real, distributed_world_size
 from mr2.losses.class_stats import batch_class_statistics
+from mr2.losses.layout import BatchLayout, batch_layout
+from mr2.losses.margin_ce import margin_cross_entropy
 from mr2.losses.representation import representation_margin
 from theory import optimal_margins
 
@@ -107,7 +109,7 @@ class MR2Loss(LossBase):
     # statistics and margins
 
     @torch.no_grad()
-    def update_statistics(self, features: Tensor, targets: Tensor) -> None:
+    def update_statistics(self, features: Tensor, targets: Tensor, layout: BatchLayout | None = None) -> None:
         """Fold one batch into the per-class EMAs (features (B, d), targets (B,) int64).
 
         Present classes seen before: ema <- decay * ema + (1 - decay) * batch value. Present classes
@@ -121,33 +123,35 @@ class MR2Loss(LossBase):
             self.num_classes,
             norm_p=self.norm_p,
             sync=self.sync_stats and distributed_world_size() > 1,
+            layout=layout,
         )
-        present = stats.counts > 0
-        first = present & (self.observations == 0)
-        decay = self.ema_decay
+        idx = stats.classes
+        seen_before = self.observations.index_select(0, idx)
+        # weight of the new value: 1 on a class's first observation (initialise), 1 - decay after
+        w = torch.where(seen_before == 0, h.new_ones(()), h.new_full((), 1.0 - self.ema_decay))
         for ema, new in ((self.mean_norm_ema, stats.mean_norm), (self.spread_ema, stats.spread)):
-            blended = torch.where(present, decay * ema + (1.0 - decay) * new, ema)
-            ema.copy_(torch.where(first, new, blended))
-        self.observations.add_(present.long())
+            old = ema.index_select(0, idx)
+            ema.index_copy_(0, idx, old + w * (new - old))  # = decay * old + (1 - decay) * new
+        self.observations.index_copy_(0, idx, seen_before + 1)
 
-    def class_spreads(self) -> Tensor:
-        """a_k = EMA ||mu_k||_p^2 + EMA s_k^2, shape (K,), with never-seen classes set to the mean of
-        the seen ones (a neutral guess; uniform margins before any class has been seen)."""
-        seen = self.observations > 0
-        a = self.mean_norm_ema + self.spread_ema
-        n_seen = seen.sum().clamp_min(1).to(a.dtype)
-        fill = torch.where(seen, a, torch.zeros_like(a)).sum() / n_seen
-        return torch.where(seen, a, fill)
+    def class_spreads(self) -> tuple[Tensor, Tensor]:
+        """``(a, sbar)``: a_k = EMA ||mu_k||_p^2 + EMA s_k^2 (K,), and sbar = the mean EMA spread s_k^2
+        over the classes seen so far (0-dim).
 
-    def mean_spread(self) -> Tensor:
-        """sbar: the mean over seen classes of the EMA spread s_k^2 (0-dim; 0 before any class)."""
+        A class never seen gets the mean a of the seen ones (a neutral guess, so that it neither takes
+        nor leaves margin budget); before any class is seen all a_k are 0 (uniform margins).
+        """
         seen = self.observations > 0
         n_seen = seen.sum().clamp_min(1).to(self.spread_ema.dtype)
-        return torch.where(seen, self.spread_ema, torch.zeros_like(self.spread_ema)).sum() / n_seen
+        a = torch.where(seen, self.mean_norm_ema + self.spread_ema, 0.0)
+        a = torch.where(seen, a, a.sum() / n_seen)
+        sbar = torch.where(seen, self.spread_ema, 0.0).sum() / n_seen
+        return a, sbar
 
-    def margins(self) -> Tensor:
-        """gamma (K,) from the current statistics via ``theory.optimal_margins``; mean = cbar."""
-        a = self.class_spreads()
+    def margins(self, spreads: Tensor | None = None) -> Tensor:
+        """gamma (K,) via ``theory.optimal_margins`` from ``spreads`` (default: ``class_spreads()``);
+        mean(gamma) = cbar."""
+        a = self.class_spreads()[0] if spreads is None else spreads
         a = a.clamp_min(SPREAD_FLOOR * a.max())
         # Our a is finite and >= 0 by construction, so skip the checks: they would sync the GPU.
         return optimal_margins(a, mean_margin=self.mean_margin, validate=False)
@@ -158,19 +162,19 @@ class MR2Loss(LossBase):
     def _loss(self, logits: Tensor, features: Tensor, targets: Tensor) -> Tensor:
         # Statistics, margins and both terms in full precision even inside an autocast region.
         with torch.autocast(device_type=logits.device.type, enabled=False):
+            layout = batch_layout(targets)
             if self.training:
-                self.update_statistics(features, targets)
+                self.update_statistics(features, targets, layout)
             dtype = torch.promote_types(logits.dtype, self.mean_norm_ema.dtype)
             z = logits.to(dtype)
-            gamma = self.margins().to(dtype)
+            spreads, sbar = self.class_spreads()
+            gamma = self.margins(spreads).to(dtype)
             if not self.logit_margins:
                 ce = F.cross_entropy(z, targets)
             elif self.margin_form == "temperature":
-                ce = F.cross_entropy(z / gamma[targets].unsqueeze(1), targets)
+                ce = margin_cross_entropy(z, targets, scale=1.0 / gamma.index_select(0, targets))
             else:
-                shift = -gamma[targets].unsqueeze(1)
-                ce = F.cross_entropy(z.scatter_add(1, targets.unsqueeze(1), shift), targets)
-            sbar = self.mean_spread()
+                ce = margin_cross_entropy(z, targets, shift=gamma.index_select(0, targets))
             if self.lambda_rep > 0:
                 fdtype = torch.promote_types(features.dtype, self.mean_norm_ema.dtype)
                 h = features.to(fdtype)
@@ -184,6 +188,7 @@ class MR2Loss(LossBase):
                     target=target,
                     temperature=temperature,
                     scale=REP_SCALE_PER_DIM * d / self.num_classes,
+                    layout=layout,
                 )
                 total = ce + self.lambda_rep * rep.to(ce.dtype)
             else:

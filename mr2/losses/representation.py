@@ -11,8 +11,13 @@ over every class, which is what makes the computation below exact for single-sam
 
 Cost. At K classes and batch B only about B^2 / (2K) unordered pairs share a class (about 33 at
 B = 256, K = 1000). Sorting by label makes every class a contiguous run, and ``repeat_interleave``
-over those runs enumerates exactly those pairs, so the work follows the pairs, not B^2: no dense
-B x B Gram matrix and no loop over classes.
+over those runs enumerates exactly those pairs (``layout.same_class_pairs``), so the work follows
+the pairs, not B^2: no dense B x B Gram matrix and no loop over classes.
+
+When the pairs are many (few classes: P > B^2 / 32, e.g. K = 10 at B = 256), gathering a (P, d)
+difference tensor costs more memory traffic than one B x B matrix product, so the squared distances are
+then read off the Gram matrix, ||h_i||^2 + ||h_j||^2 - 2 <h_i, h_j> (clamped at 0 against rounding).
+Both routes give the same pairs and the same value.
 
 Stability. log(1 + sum_j exp(x_ij)) is a log-sum-exp over {0} and the x_ij; it is evaluated with the
 per-anchor maximum m_i = max(0, max_j x_ij) (``scatter_reduce`` amax) as
@@ -25,35 +30,68 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["same_class_pairs", "representation_margin"]
+from mr2.losses.layout import BatchLayout, batch_layout, same_class_pairs
+
+__all__ = ["representation_margin", "DENSE_PAIR_FRACTION"]
+
+# Use the dense Gram route when the unordered pairs exceed this fraction of B^2 (measured crossover on
+# CPU at B = 256, d = 512: about B^2 / 28; the gathered route's cost grows with P * d memory traffic).
+DENSE_PAIR_FRACTION = 1.0 / 32.0
 
 
-def same_class_pairs(targets: Tensor, num_classes: int) -> tuple[Tensor, Tensor, Tensor]:
-    """Every unordered pair {i, j}, i != j, of batch positions that share a label.
+class _RepresentationMargin(torch.autograd.Function):
+    """scale * sum_a R_a / n_a with an analytic backward.
 
-    Args:
-        targets: (B,) int64 labels in [0, K).
-        num_classes: K.
-
-    Returns:
-        ``(first, second, counts)``: ``first`` and ``second`` are (P,) int64 batch indices with
-        P = sum_k n_k (n_k - 1) / 2; ``counts`` is (K,) int64, n_k, the class sizes in the batch.
+    With x_ab = (D_ab - target) / T and the softmax weight w_ab = exp(x_ab) / (1 + sum_c exp(x_ac)),
+    d out / d D_p = (scale / T) (w_ab / n_a + w_ba / n_b) =: c_p for the pair p = {a, b}, and
+    d D_p / d h_a = 2 (h_a - h_b) = -d D_p / d h_b. Writing the backward by hand replaces a dozen
+    small autograd nodes (each index's backward zero-fills a (B, d) buffer) by two ``index_add``.
     """
-    device = targets.device
-    B = targets.shape[0]
-    order = torch.argsort(targets, stable=True)
-    counts = torch.bincount(targets, minlength=num_classes)
-    sorted_y = targets[order]
-    starts = torch.cumsum(counts, 0) - counts  # first sorted position of each class
-    pos = torch.arange(B, device=device)
-    size = counts[sorted_y]
-    rank = pos - starts[sorted_y]  # rank of each sorted sample within its class
-    n_later = size - 1 - rank  # partners that come after it in its class: pair each once
-    first = torch.repeat_interleave(pos, n_later)
-    run_start = torch.cumsum(n_later, 0) - n_later
-    offset = torch.arange(first.shape[0], device=device) - torch.repeat_interleave(run_start, n_later)
-    second = first + 1 + offset
-    return order[first], order[second], counts
+
+    @staticmethod
+    def forward(ctx, features, first, second, n, target, temperature, scale, dense):  # noqa: ANN001
+        B = features.shape[0]
+        P = first.shape[0]
+        if dense:
+            sq = (features * features).sum(dim=1)
+            gram = features @ features.t()
+            dist = (
+                sq.index_select(0, first) + sq.index_select(0, second) - 2.0 * gram[first, second]
+            ).clamp_min(0.0)
+            diff = None
+        else:
+            diff = features.index_select(0, first) - features.index_select(0, second)
+            dist = (diff * diff).sum(dim=1)
+        x = (dist - target) / temperature
+        anchors = torch.cat([first, second])
+        xx = torch.cat([x, x])
+        zero = features.new_zeros(B)
+        # include_self with zeros: the "1 +" inside the log is exp(0), so the max starts at 0.
+        m = zero.scatter_reduce(0, anchors, xx, reduce="amax", include_self=True)
+        e = torch.exp(xx - m.index_select(0, anchors))
+        s = torch.exp(-m) + zero.index_add(0, anchors, e)
+        out = scale * ((m + torch.log(s)) / n).sum()  # log(1 + sum exp x) per anchor, / n_k
+        wn = e / (s * n).index_select(0, anchors)
+        coef = (scale / temperature) * (wn[:P] + wn[P:])  # d out / d D_p
+        ctx.dense = dense
+        ctx.save_for_backward(features, first, second, coef, diff if diff is not None else coef)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):  # noqa: ANN001
+        features, first, second, coef, diff = ctx.saved_tensors
+        c2 = 2.0 * grad_out * coef
+        if ctx.dense:
+            B = features.shape[0]
+            w = features.new_zeros(B, B)
+            w[first, second] = c2
+            w[second, first] = c2
+            grad = w.sum(dim=1, keepdim=True) * features - w @ features
+        else:
+            v = c2.unsqueeze(1) * diff
+            grad = torch.zeros_like(features).index_add_(0, first, v).index_add_(0, second, v, alpha=-1.0)
+        return grad, None, None, None, None, None, None, None
 
 
 def representation_margin(
@@ -64,6 +102,8 @@ def representation_margin(
     target: Tensor | float,
     temperature: float,
     scale: float,
+    dense: bool | None = None,
+    layout: BatchLayout | None = None,
 ) -> Tensor:
     """``scale * sum_k R_k`` (module docstring), differentiable in ``features``.
 
@@ -75,21 +115,21 @@ def representation_margin(
             or a float, not differentiated.
         temperature: T > 0 (units of h^2), 10 d in the official code.
         scale: the outer factor, d / (10 K) in the official code.
+        dense: True reads the pair distances off the B x B Gram matrix, False gathers the (P, d)
+            differences; None picks by the pair count (``DENSE_PAIR_FRACTION``).
+        layout: ``batch_layout(targets)`` when the caller already has it.
 
     Returns:
-        A 0-dim tensor in ``features``' dtype.
+        A 0-dim tensor in ``features``' dtype (first-order differentiable: no double backward).
     """
     B = features.shape[0]
-    i, j, counts = same_class_pairs(targets, num_classes)
-    diff = features[i] - features[j]
-    dist = (diff * diff).sum(dim=1)  # squared L2, computed from differences: no cancellation
-    x = (dist - target) / temperature
-    anchors = torch.cat([i, j])  # each unordered pair serves both of its members as anchors
-    xx = torch.cat([x, x])
-    zero = features.new_zeros(B)
-    # include_self with zeros: the "1 +" inside the log is exp(0), so the max starts at 0.
-    m = zero.scatter_reduce(0, anchors, xx.detach(), reduce="amax", include_self=True)
-    s = torch.exp(-m) + zero.index_add(0, anchors, torch.exp(xx - m[anchors]))
-    per_anchor = m + torch.log(s)  # log(1 + sum_j exp(x_ij)); exactly 0 for an anchor without partners
-    n = counts[targets].to(features.dtype)
-    return scale * (per_anchor / n).sum()
+    layout = batch_layout(targets) if layout is None else layout
+    first, second = same_class_pairs(layout)
+    n = layout.counts.index_select(0, layout.compact).to(features.dtype)
+    if dense is None:
+        dense = first.shape[0] > DENSE_PAIR_FRACTION * B * B
+    if torch.is_tensor(target):
+        target = target.detach()
+    return _RepresentationMargin.apply(
+        features, first, second, n, target, float(temperature), float(scale), bool(dense)
+    )

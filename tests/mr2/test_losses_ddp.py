@@ -1,0 +1,75 @@
+"""Two CPU processes on gloo: the all-reduced statistics equal one process on the concatenated batch."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from mr2.losses import CDBLoss, MR2Loss
+
+WORLD = 2
+N_STEPS = 3
+ATOL = 1e-12  # float64; only the summation order differs between the two set-ups
+
+
+def _global_batches(seed: int, K: int, d: int) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for step in range(N_STEPS):
+        B = 10 + 4 * step  # even, so each rank gets half
+        y = torch.randint(K, (B,), generator=gen)
+        y[: B // 2] = torch.where(y[: B // 2] == 0, 1, y[: B // 2])  # class 0 only on rank 1
+        out.append(
+            (
+                torch.randn(B, K, generator=gen, dtype=torch.float64),
+                3 * torch.randn(B, d, generator=gen, dtype=torch.float64) + 1,
+                y,
+            )
+        )
+    return out
+
+
+def _worker(rank: int, init_file: str, result_dir: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
+    try:
+        K, d = 5, 4
+        loss = MR2Loss(K, norm_p=5.0, ema_decay=0.7).double()
+        cdb = CDBLoss(K, tau=1.0)
+        for logits, h, y in _global_batches(0, K, d):
+            half = len(y) // 2
+            sl = slice(rank * half, (rank + 1) * half)
+            loss(logits[sl], h[sl], y[sl])
+            cdb(logits[sl].float(), None, y[sl])
+        cdb.on_epoch_start(1)
+        torch.save(
+            {"mr2": loss.state_dict(), "margins": loss.margins(), "cdb": cdb.state_dict()},
+            os.path.join(result_dir, f"rank{rank}.pt"),
+        )
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_process_gloo_statistics_equal_single_process(tmp_path):
+    mp.spawn(_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD, join=True)
+    K, d = 5, 4
+    single = MR2Loss(K, norm_p=5.0, ema_decay=0.7).double()
+    cdb = CDBLoss(K, tau=1.0)
+    for logits, h, y in _global_batches(0, K, d):
+        single(logits, h, y)
+        cdb(logits.float(), None, y)
+    cdb.on_epoch_start(1)
+    results = [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD)]
+    for r, res in enumerate(results):
+        for name, value in single.state_dict().items():
+            torch.testing.assert_close(res["mr2"][name], value, rtol=0, atol=ATOL, msg=f"rank {r}: {name}")
+        torch.testing.assert_close(res["margins"], single.margins(), rtol=0, atol=ATOL)
+        torch.testing.assert_close(res["cdb"]["class_weights"], cdb.class_weights, rtol=0, atol=1e-6)
+        torch.testing.assert_close(res["cdb"]["class_accuracy"], cdb.class_accuracy, rtol=0, atol=1e-6)
+    # and the set-up is not trivial: one rank alone would see different statistics
+    alone = MR2Loss(K, norm_p=5.0, ema_decay=0.7).double()
+    for logits, h, y in _global_batches(0, K, d):
+        alone(logits[: len(y) // 2], h[: len(y) // 2], y[: len(y) // 2])
+    assert not torch.allclose(alone.spread_ema, single.spread_ema)
