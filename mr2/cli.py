@@ -43,8 +43,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mr2 {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"\nmr2 {args.command}: interrupted; finished work is saved, run again to resume.",
-              file=sys.stderr)
+        print(
+            f"\nmr2 {args.command}: interrupted; finished work is saved, run again to resume.",
+            file=sys.stderr,
+        )
         return 130
 
 

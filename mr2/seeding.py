@@ -26,7 +26,8 @@ def seed_everything(seed: int, *, deterministic: bool = False) -> None:
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed={seed!r}: expected a non-negative integer")
     random.seed(int(seed))
-    np.random.seed(int(seed) % 2**32)
+    # the legacy global generator on purpose: third-party code (and old notebooks) draw from it
+    np.random.seed(int(seed) % 2**32)  # noqa: NPY002
     torch.manual_seed(int(seed))
     if deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)

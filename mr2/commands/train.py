@@ -1,0 +1,81 @@
+"""``mr2 train --preset NAME``: run every (loss, seed) of a preset; finished runs are skipped."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "train presets (fmnist-smoke, fmnist-verify, fmnist-gpu, digits-smoke) over losses and seeds"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", help="the study to run (see --list)")
+    parser.add_argument("--list", action="store_true", help="list the presets and exit")
+    parser.add_argument("--loss", nargs="+", metavar="L", help="losses to run (default: the preset's)")
+    parser.add_argument("--seeds", nargs="+", type=int, metavar="S", help="seeds (default: the preset's)")
+    parser.add_argument("--out", default="runs", help="runs folder; a run goes to OUT/<study>/<loss>/seed<k>")
+    parser.add_argument("--study", help="study folder name (default: the preset's name)")
+    parser.add_argument("--epochs", type=int, help="override the preset's number of epochs")
+    parser.add_argument("--data-dir", help="dataset folder, looked at before $MR2_DATA and system paths")
+    parser.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field (e.g. lr=0.1) or a loss option (loss.lam=0.2); repeatable",
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="continue unfinished runs from their checkpoints"
+    )
+    parser.add_argument("--overwrite", action="store_true", help="discard existing runs and train them again")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="runs trained at once, one process each (default 1)"
+    )
+    parser.add_argument("--threads", type=int, help="torch threads per run (default: cores / jobs)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import time
+
+    from mr2.train import PRESETS, get_preset, run_study
+    from theory._checks import bad
+
+    if args.list or not args.preset:
+        for p in PRESETS.values():
+            print(
+                f"{p.name:14s} {p.description}\n{'':14s} losses {','.join(p.losses)}; seeds {list(p.seeds)}"
+            )
+        return 0 if args.list else 2
+    preset = get_preset(args.preset)
+    overrides: dict[str, str | int] = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise bad("--set", item, "KEY=VALUE")
+        overrides[key.strip()] = value.strip()
+    if args.epochs is not None:
+        overrides["epochs"] = args.epochs
+    if args.data_dir is not None:
+        overrides["data_dir"] = args.data_dir
+    if args.device is not None:
+        overrides["device"] = args.device
+    t0 = time.perf_counter()
+    records = run_study(
+        preset, runs=args.out, losses=args.loss, seeds=args.seeds, overrides=overrides, study=args.study,
+        resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress, jobs=args.jobs,
+        threads=args.threads,
+    )  # fmt: skip
+    wall = time.perf_counter() - t0
+    print(f"{'loss':10s} {'seed':>4s} {'status':8s} {'acc':>6s} {'worst':>6s} {'train_s':>8s}  run_dir")
+    for r in records:
+        acc = f"{r['accuracy']:.4f}" if "accuracy" in r else "-"
+        worst = f"{r['worst_class_accuracy']:.4f}" if "worst_class_accuracy" in r else "-"
+        secs = f"{r['train_time_s']:.0f}" if "train_time_s" in r else "-"
+        head = f"{r['loss']:10s} {r['seed']:4d} {r['status']:8s}"
+        print(f"{head} {acc:>6s} {worst:>6s} {secs:>8s}  {r['run_dir']}")
+    print(f"{len(records)} runs in {wall:.0f} s wall time")
+    failed = [r for r in records if r["status"] == "diverged"]
+    for r in failed:
+        print(f"diverged: {r['run_dir']}: {r['error']}")
+    return 1 if failed else 0

@@ -1,0 +1,81 @@
+"""Per-class numbers (house style, rule 6) and the feature statistic of the bound, a_k.
+
+All functions are vectorised over samples and classes (``bincount``/``index_add``), no Python loops.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from theory._checks import bad
+
+__all__ = ["per_class_accuracy", "class_summary", "class_feature_stats", "confusion_matrix", "TAIL_FRACTION"]
+
+TAIL_FRACTION = 0.10  # bottom/top tail: the ceil(10% of K) worst/best classes (1 class when K = 10)
+
+
+def confusion_matrix(preds: torch.Tensor, targets: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Counts (K, K): row = true class, column = predicted class."""
+    flat = targets.long() * num_classes + preds.long()
+    return torch.bincount(flat, minlength=num_classes * num_classes).view(num_classes, num_classes)
+
+
+def per_class_accuracy(preds: torch.Tensor, targets: torch.Tensor, num_classes: int) -> np.ndarray:
+    """Fraction of each class's samples predicted correctly, shape (K,); NaN for an absent class."""
+    correct = torch.bincount(targets[preds == targets], minlength=num_classes).double()
+    total = torch.bincount(targets, minlength=num_classes).double()
+    return (correct / total).cpu().numpy()
+
+
+def class_summary(per_class: np.ndarray) -> dict[str, float | int]:
+    """Worst class, bottom/top-10% means and spread of per-class accuracies (K,) -> dict.
+
+    Keys: ``worst_class`` (index), ``worst_class_accuracy``, ``bottom10_accuracy`` (mean of the
+    ceil(0.1 K) lowest), ``top10_accuracy`` (mean of the ceil(0.1 K) highest), ``class_accuracy_std``
+    (population standard deviation over classes), ``balanced_accuracy`` (mean over classes).
+    """
+    acc = np.asarray(per_class, dtype=np.float64)
+    if acc.ndim != 1 or acc.size < 2 or not np.all(np.isfinite(acc)):
+        raise bad("per_class", acc, "a 1-D array of at least 2 finite accuracies (every class present)")
+    tail = max(1, math.ceil(TAIL_FRACTION * acc.size))
+    srt = np.sort(acc)
+    return {
+        "worst_class": int(np.argmin(acc)),
+        "worst_class_accuracy": float(srt[0]),
+        "bottom10_accuracy": float(srt[:tail].mean()),
+        "top10_accuracy": float(srt[-tail:].mean()),
+        "class_accuracy_std": float(acc.std()),
+        "balanced_accuracy": float(acc.mean()),
+    }
+
+
+def class_feature_stats(
+    features: torch.Tensor, targets: torch.Tensor, num_classes: int
+) -> dict[str, np.ndarray]:
+    """Per-class feature statistics of the bound, L2 (MR², eq. for a_k).
+
+    Args:
+        features: (N, d); targets: (N,) int64 in [0, K).
+
+    Returns:
+        ``spread`` a_k = ||mu_k||² + s_k² = mean_i ||h_i||² over class k; ``mean_norm2`` ||mu_k||²;
+        ``within`` s_k² = mean_i ||h_i - mu_k||²; each shape (K,), float64, in squared feature units.
+    """
+    h = features.detach().double()
+    y = targets.long()
+    counts = torch.bincount(y, minlength=num_classes).double()
+    if torch.any(counts == 0):
+        raise bad("targets", targets, f"every one of the {num_classes} classes present")
+    sums = torch.zeros(num_classes, h.shape[1], dtype=h.dtype, device=h.device).index_add_(0, y, h)
+    sq = torch.zeros(num_classes, dtype=h.dtype, device=h.device).index_add_(0, y, (h * h).sum(1))
+    mu = sums / counts[:, None]
+    spread = sq / counts
+    mean_norm2 = (mu * mu).sum(1)
+    return {
+        "spread": spread.cpu().numpy(),
+        "mean_norm2": mean_norm2.cpu().numpy(),
+        "within": (spread - mean_norm2).clamp_min(0).cpu().numpy(),
+    }

@@ -1,0 +1,106 @@
+"""mr2.models: (logits, features) from every model, the frozen-backbone mode, backbones by name."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import pytest
+import torch
+from torch import nn
+
+from mr2.models import Classifier, build_model
+
+K, B = 7, 5
+RESNET18_PARAMS = 11_173_962  # the CIFAR ResNet-18 with 10 classes (He et al. 2016; kuangliu/pytorch-cifar)
+
+
+@pytest.mark.parametrize("name", ["small-cnn", "resnet18"])
+@pytest.mark.parametrize(("channels", "side"), [(1, 28), (3, 32)])
+def test_models_return_logits_and_penultimate_features(name, channels, side):
+    torch.manual_seed(0)
+    model = build_model(name, num_classes=K, in_channels=channels, image_size=side, width=4).eval()
+    logits, feats = model(torch.randn(B, channels, side, side))
+    assert logits.shape == (B, K) and feats.shape == (B, model.feature_dim)
+    torch.testing.assert_close(logits, model.head(feats))  # the features are what the head sees
+
+
+def test_models_resnet18_is_the_cifar_resnet18():
+    model = build_model("resnet18", num_classes=10, in_channels=3, image_size=32)
+    assert sum(p.numel() for p in model.parameters()) == RESNET18_PARAMS
+    stem = model.backbone.stem[0]
+    assert stem.kernel_size == (3, 3) and stem.stride == (1, 1)  # CIFAR stem, no max-pool
+    assert not any(isinstance(m, nn.MaxPool2d) for m in model.modules())
+
+
+def test_models_frozen_backbone_trains_only_the_head():
+    torch.manual_seed(0)
+    model = build_model(
+        "small-cnn", num_classes=K, in_channels=1, image_size=8, width=4, freeze_backbone=True
+    )
+    model.train()
+    assert not model.backbone.training and model.head.training  # batch-norm statistics stay fixed
+    before = {n: p.clone() for n, p in model.named_parameters()}
+    buffers = {n: b.clone() for n, b in model.backbone.named_buffers()}
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
+    logits, feats = model(torch.randn(B, 1, 8, 8))
+    assert not feats.requires_grad
+    nn.functional.cross_entropy(logits, torch.arange(B) % K).backward()
+    opt.step()
+    for n, p in model.named_parameters():
+        changed = not torch.equal(p, before[n])
+        assert changed == n.startswith("head."), n
+    for n, b in model.backbone.named_buffers():
+        assert torch.equal(b, buffers[n]), n
+
+
+def test_models_cosine_head_gives_cosines():
+    model = build_model("small-cnn", num_classes=K, in_channels=1, image_size=8, width=4, head="cosine")
+    logits, _ = model(torch.randn(B, 1, 8, 8))
+    assert logits.abs().max() <= 1.0 + 1e-6
+
+
+def test_models_bad_names():
+    with pytest.raises(ValueError, match="model='vgg': expected one of.*small-cnn.*resnet18"):
+        build_model("vgg", num_classes=K, in_channels=1, image_size=8)
+    with pytest.raises(ValueError, match="head='mlp'"):
+        build_model("small-cnn", num_classes=K, in_channels=1, image_size=8, head="mlp")
+    with pytest.raises(ValueError, match="pretrained"):
+        build_model("resnet18", num_classes=K, in_channels=1, image_size=8, pretrained=True)
+
+
+@pytest.mark.parametrize("lib", ["torchvision", "timm"])
+def test_models_library_missing_says_what_to_install(lib, monkeypatch):
+    monkeypatch.setitem(sys.modules, lib, None)  # import of a None entry raises ImportError
+    with pytest.raises(ValueError, match=f"pip install {lib}"):
+        build_model(f"{lib}:resnet50", num_classes=K, in_channels=3, image_size=32)
+
+
+class _TinyNet(nn.Module):
+    """Stands in for a torchvision model: a body and a final classifier nn.Linear (random weights)."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 6, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.fc = nn.Linear(6, 1000)
+
+    def forward(self, x):
+        return self.fc(self.body(x))
+
+
+def test_models_torchvision_backbone_by_name(monkeypatch):
+    calls = []
+
+    def get_model(name, weights=None):
+        calls.append((name, weights))
+        return _TinyNet()
+
+    fake = types.ModuleType("torchvision")
+    fake.models = types.SimpleNamespace(get_model=get_model)
+    monkeypatch.setitem(sys.modules, "torchvision", fake)
+    monkeypatch.setitem(sys.modules, "torchvision.models", fake.models)
+    model = build_model("torchvision:tiny", num_classes=K, in_channels=1, image_size=16, freeze_backbone=True)
+    assert calls == [("tiny", None)]
+    assert isinstance(model, Classifier) and model.feature_dim == 6
+    logits, feats = model(torch.randn(B, 1, 16, 16))  # grey input repeated to RGB
+    assert logits.shape == (B, K) and feats.shape == (B, 6)
