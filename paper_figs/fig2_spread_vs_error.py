@@ -1,12 +1,13 @@
 """Figure 2: each class's feature spread a_k against its test error, on a trained network's features.
 
-Reads ``class_spread`` (a_k = ||mu_k||^2 + s_k^2 of the final model's training features, L2) and
-``per_class_accuracy`` from ``RUNS/<study>/<loss>/seed<k>/metrics.json``. The bound says classes with
-more spread need larger margins because they are harder; this figure asks whether the spread does
-pick out the hard classes. One panel per loss; a point per class (mean over seeds, bars = 95%
-bootstrap CI over seeds). Spreads are divided by the run's mean spread, since feature scales differ
-between models. The Spearman correlation is computed per seed and summarised by its mean with a
-bootstrap CI over seeds.
+Reads ``class_spread`` (a_k = ||mu_k||^2 + s_k^2 of the final model's training features, L2), its parts
+``class_mean_norm2`` and ``class_within_spread``, and ``per_class_accuracy`` from
+``RUNS/<study>/<loss>/seed<k>/metrics.json``. The bound says classes with more spread need larger
+margins because they are harder; this figure asks whether the spread does pick out the hard classes.
+(a, b) One panel per loss: a point per class (mean over seeds, bars = 95% bootstrap CI over seeds);
+spreads are divided by the run's mean spread, since feature scales differ between models. (c) The
+Spearman correlation of each statistic with the class error, from ``mr2.report.spread_error_correlation``
+(per seed, then the mean with a bootstrap CI over seeds).
 
 Run: ``python -m paper_figs.fig2_spread_vs_error --results results --out results/figures``.
 """
@@ -26,45 +27,20 @@ NAME = "spread_vs_error"
 TITLE = "Class feature spread against class error (real features)"
 CAPTION = (
     "Feature spread a_k = ||mu_k||^2 + s_k^2 of each class (training features of the trained network, "
-    "divided by the mean over classes) against the class's test error; one point per class, mean over "
-    "seeds with 95% bootstrap CIs over seeds on both axes. rho: Spearman correlation between spread and "
-    "error, mean over seeds with its 95% bootstrap CI. A positive rho means the bound's spread "
-    "identifies the hard classes."
+    "divided by the mean over classes) against the class's test error. (a, b) One point per class, mean "
+    "over seeds with 95% bootstrap CIs over seeds on both axes; rho in the title: Spearman correlation "
+    "between a_k and the error, mean over seeds [95% bootstrap CI]. (c) The same correlation for a_k, "
+    "its parts (within-class spread s_k^2, squared mean norm ||mu_k||^2) and the scale-free ratio "
+    "s_k^2/||mu_k||^2 (mr2.report.spread_error_correlation). rho > 0: the statistic points at the hard "
+    "classes, as the bound assumes."
 )
 
-
-def spearman_per_seed(frame: Any) -> Any:
-    """Spearman rho between ``spread`` and ``error`` over classes, per (loss, seed).
-
-    Returns:
-        pandas frame ``loss, seed, rho`` (rho NaN when a run's spreads or errors are constant).
-    """
-    import pandas as pd
-    from scipy.stats import spearmanr
-
-    rows = []
-    for (loss, seed), sub in frame.groupby(["loss", "seed"], sort=False):
-        ok = sub["spread"].nunique() > 1 and sub["error"].nunique() > 1
-        rho = spearmanr(sub["spread"], sub["error"]).statistic if ok else np.nan
-        rows.append({"loss": loss, "seed": seed, "rho": float(rho)})
-    return pd.DataFrame(rows)
-
-
-def rho_summary(rhos: Any, *, seed: int) -> dict[str, tuple[float, float, float, int]]:
-    """loss -> (mean rho, CI low, CI high, seeds); the CI is NaN below 2 seeds."""
-    from mr2.stats import bootstrap_ci
-
-    out = {}
-    for loss, sub in rhos.groupby("loss", sort=False):
-        r = sub["rho"].dropna().to_numpy()
-        if r.size >= 2:
-            point, (low, high) = bootstrap_ci(r, rng=seed)
-        elif r.size == 1:
-            point, low, high = float(r[0]), np.nan, np.nan
-        else:
-            point = low = high = np.nan
-        out[loss] = (float(point), float(low), float(high), int(r.size))
-    return out
+STAT_LABELS = {
+    "a_k": r"$a_k$",
+    "s_k²": r"$s_k^2$",
+    "‖mu_k‖²": r"$\|\mu_k\|^2$",
+    "s_k²/‖mu_k‖²": r"$s_k^2/\|\mu_k\|^2$",
+}
 
 
 def _fmt_rho(point: float, low: float, high: float) -> str:
@@ -75,13 +51,16 @@ def _fmt_rho(point: float, low: float, high: float) -> str:
     return rf"$\rho$ = {point:.2f} [{low:.2f}, {high:.2f}]"
 
 
-def plot_spread_vs_error(frame: Any, loss: str, *, seed: int = 0, ax: Any = None) -> tuple[Any, Any]:
+def plot_spread_vs_error(
+    frame: Any, loss: str, *, seed: int = 0, rho: tuple[float, float, float] | None = None, ax: Any = None
+) -> tuple[Any, Any]:
     """One panel: relative spread (x) against test error (y) for ``loss``, a labelled point per class.
 
     Args:
         frame: long table from :func:`paper_figs.data.load_study`.
         loss: which loss's runs to draw.
         seed: seed of the bootstrap CIs.
+        rho: (point, low, high) of the Spearman correlation, shown in the title when given.
         ax: axes to draw on; a new single-column figure when None.
     """
     fig, ax = style.new_axes(ax)
@@ -108,37 +87,84 @@ def plot_spread_vs_error(frame: Any, loss: str, *, seed: int = 0, ax: Any = None
         err.loc[spr.index, "mean"].to_numpy(),
         err.loc[spr.index, "class_name"].to_numpy(),
     )
-    point, low, high, _ = rho_summary(spearman_per_seed(sub), seed=seed)[loss]
     ax.set(xlabel=r"relative spread $a_k / \bar a$", ylabel="test error")
-    ax.set_title(f"{label(loss)}: {_fmt_rho(point, low, high)}", loc="left")
+    title = label(loss) if rho is None else f"{label(loss)}: {_fmt_rho(*rho)}"
+    ax.set_title(title, loc="left")
+    return fig, ax
+
+
+def plot_correlations(corr: Any, *, ax: Any = None) -> tuple[Any, Any]:
+    """Panel (c): Spearman rho of each statistic with the class error, per loss, with CIs (a forest).
+
+    Args:
+        corr: output of ``mr2.report.spread_error_correlation`` (``loss, statistic, rho, ci_low, ci_high``).
+        ax: axes to draw on; a new single-column figure when None.
+    """
+    fig, ax = style.new_axes(ax)
+    stats = [s for s in STAT_LABELS if s in set(corr["statistic"])]
+    losses = list(dict.fromkeys(corr["loss"]))
+    height = 0.7 / max(len(losses), 1)
+    for i, loss in enumerate(losses):
+        sub = corr[corr["loss"] == loss].set_index("statistic").reindex(stats)
+        y = np.arange(len(stats))[::-1] + (len(losses) - 1) / 2 * height - i * height
+        err = np.vstack([sub["rho"] - sub["ci_low"], sub["ci_high"] - sub["rho"]])
+        ax.errorbar(
+            sub["rho"],
+            y,
+            xerr=None if np.all(np.isnan(err)) else np.clip(err, 0, None),
+            fmt="o",
+            ms=3.5,
+            color=style.loss_color(loss),
+            label=label(loss),
+            elinewidth=1.0,
+        )
+    ax.axvline(0.0, color="0.3", lw=0.8)
+    ax.set_yticks(np.arange(len(stats))[::-1], [STAT_LABELS[s] for s in stats])
+    ax.set_xlim(-1.05, 1.05)
+    ax.set_xlabel(r"Spearman $\rho$ with class error")
+    ax.legend(loc="lower left", handlelength=1.0)
     return fig, ax
 
 
 def make(ctx: FigureContext) -> Made:
     import matplotlib.pyplot as plt
 
+    from mr2.report import load_study, spread_error_correlation
+
     study = data.training_study(ctx, LOSSES)
     frame, files = data.load_study(study, LOSSES)
     losses = [loss for loss in LOSSES if loss in set(frame["loss"])]
+    runs = load_study(study)
+    runs = runs[runs["loss"].isin(losses)]
+    corr = spread_error_correlation(runs, rng=ctx.seed)
     fig, axes = plt.subplots(
         1,
-        len(losses),
-        figsize=style.figsize("double", 0.38),
+        len(losses) + 1,
+        figsize=style.figsize("double", 0.36),
         layout="constrained",
-        sharey=True,
-        squeeze=False,
+        gridspec_kw={"width_ratios": [1.0] * len(losses) + [0.8]},
     )
-    for ax, loss in zip(axes[0], losses, strict=True):
-        plot_spread_vs_error(frame, loss, seed=ctx.seed, ax=ax)
-    for ax in axes[0][1:]:
-        ax.set_ylabel("")
-    rhos = spearman_per_seed(frame)
+    for i, (ax, loss) in enumerate(zip(axes[:-1], losses, strict=True)):
+        row = corr[(corr["loss"] == loss) & (corr["statistic"] == "a_k")]
+        rho = tuple(row[["rho", "ci_low", "ci_high"]].iloc[0]) if len(row) else None
+        plot_spread_vs_error(frame, loss, seed=ctx.seed, rho=rho, ax=ax)
+        ax.set_title(f"({'abcdefgh'[i]}) " + ax.get_title(loc="left"), loc="left")
+        if i > 0:
+            ax.set_ylabel("")
+    plot_correlations(corr, ax=axes[-1])
+    axes[-1].set_title(f"({'abcdefgh'[len(losses)]}) which statistic?", loc="left")
     n_seeds = int(frame.groupby("loss")["seed"].nunique().min())
     dataset = ", ".join(sorted(set(frame["dataset"])))
     notes = [f"Dataset: {dataset}; study {study}; {n_seeds} seed(s) per loss."]
     if n_seeds < 2:
         notes.append("With a single seed no CI over seeds exists, so none is drawn.")
-    return Made(fig=fig, data_files=files, notes=notes, table=rhos)
+    for _, r in corr.iterrows():
+        if r["statistic"] in ("a_k", "s_k²/‖mu_k‖²"):
+            notes.append(
+                f"{label(r['loss'])}: rho({r['statistic']}, error) = {r['rho']:.2f} "
+                f"[{r['ci_low']:.2f}, {r['ci_high']:.2f}]."
+            )
+    return Made(fig=fig, data_files=files, notes=notes, table=corr)
 
 
 def main(argv: list[str] | None = None) -> int:

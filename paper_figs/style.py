@@ -178,6 +178,7 @@ def label_points(
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     px_to_pt = 72.0 / fig.dpi
+    pad = 0.8 * size / px_to_pt  # pixels kept free between labels (most of a character)
     dy = [offset[1]] * len(anns)
     for _ in range(iterations):
         boxes = [a.get_window_extent(renderer) for a in anns]
@@ -185,9 +186,9 @@ def label_points(
         for i in range(len(anns)):
             for j in range(i + 1, len(anns)):
                 bi, bj = boxes[i], boxes[j]
-                if bi.x1 <= bj.x0 or bj.x1 <= bi.x0:
+                if bi.x1 + pad <= bj.x0 or bj.x1 + pad <= bi.x0:
                     continue
-                overlap = min(bi.y1, bj.y1) - max(bi.y0, bj.y0)
+                overlap = min(bi.y1, bj.y1) - max(bi.y0, bj.y0) + pad
                 if overlap <= 0:
                     continue
                 push = 0.5 * (overlap + 1.0) * px_to_pt

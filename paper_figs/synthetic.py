@@ -41,6 +41,7 @@ def write_runs(
         for seed in seeds:
             acc = np.clip(_BASE_ACC + 0.01 * li * (1 - _BASE_ACC) * 3 + gen.normal(0, 0.01, k), 0, 1)
             spread = 20.0 * (1.2 - acc) * np.exp(gen.normal(0, 0.1, k))
+            within = spread * gen.uniform(0.2, 0.6, k)  # s_k^2; the rest is ||mu_k||^2
             order = np.sort(acc)
             tenth = max(1, k // 10)
             write_json(
@@ -54,6 +55,8 @@ def write_runs(
                     "top10_accuracy": float(order[-tenth:].mean()),
                     "class_accuracy_std": float(acc.std()),
                     "class_spread": spread,
+                    "class_within_spread": within,
+                    "class_mean_norm2": spread - within,
                     "dataset": "synthetic",
                     "class_names": list(FASHION_CLASSES),
                     "loss": loss,
