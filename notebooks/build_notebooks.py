@@ -481,6 +481,12 @@ corr = report.spread_error_correlation(runs, rng=SEED)
 corr.round(3)
 '''),
     md(r"""
+The table splits $a_k$ into its two parts, the within-class spread $s_k^2$ and the squared norm of
+the class mean $\|\mu_k\|^2$, and gives the scale-free ratio $s_k^2/\|\mu_k\|^2$. The bound's $a_k$ is
+a second moment about the origin (notebook 1, step 7): with uncentred features (after a ReLU they are
+all non-negative) the mean's norm can dominate it. Compare the rows to see which part tracks the error.
+"""),
+    md(r"""
 ## 4. CE against MR², with intervals
 
 `mr2.report.summary` gives each metric's mean over seeds and the paired difference to CE with a 95%
