@@ -99,18 +99,51 @@ def run_demo(out: str | os.PathLike, *, tiny: bool = False) -> int:
     return 1 if failed else 0
 
 
+# sections of each pillar's Markdown that the summary shows (by heading, in this order); the rest is linked
+SECTIONS = {
+    "derive/THEOREM.md": ("Theorem", "The rules"),
+    "sims/summary.md": ("¶Verdict per regime", "Tally of regimes"),
+    "report/report.md": (
+        "Does MR² help?",
+        "Accuracy",
+        "Paired difference",
+        "The bound's spread on real features",
+    ),
+}
+
+
 def _demote(markdown: str, levels: int = 2) -> str:
     """Shift Markdown headings down so an embedded file nests under the summary's own headings."""
-    lines = []
-    for line in markdown.splitlines():
-        if line.startswith("#"):
-            line = "#" * levels + line
-        lines.append(line)
-    return "\n".join(lines)
+    return "\n".join("#" * levels + line if line.startswith("#") else line for line in markdown.splitlines())
+
+
+def sections(markdown: str, wanted: tuple[str, ...]) -> str:
+    """The sections of ``markdown`` whose heading starts with one of ``wanted`` (each up to the next
+    heading of the same or a higher level), in the order of ``wanted``; "" when none is found. An entry
+    ``"¶text"`` takes the paragraph that starts with ``text`` instead."""
+    lines = markdown.splitlines()
+    heads = [
+        (i, len(line) - len(line.lstrip("#")), line.lstrip("#").strip())
+        for i, line in enumerate(lines)
+        if line.startswith("#")
+    ]
+    out = []
+    for want in wanted:
+        if want.startswith("¶"):
+            paragraphs = markdown.split("\n\n")
+            out += [p.strip() for p in paragraphs if p.startswith(want[1:])][:1]
+            continue
+        for j, (i, level, title) in enumerate(heads):
+            if title.startswith(want):
+                end = next((k for k, lev, _ in heads[j + 1 :] if lev <= level), len(lines))
+                out.append("\n".join(lines[i:end]).strip())
+                break
+    return "\n\n".join(out)
 
 
 def write_summary(out: Path, steps: list[Step], *, dataset: str, total_seconds: float, tiny: bool) -> Path:
-    """Write ``out/SUMMARY.md``: what ran, how long, and links to every result, with key figures."""
+    """Write ``out/SUMMARY.md``: what ran, how long, the key figures, and the headline sections of each
+    pillar's own report, linking the full files."""
     import json
 
     from mr2.io import code_version, write_text
@@ -134,33 +167,19 @@ def write_summary(out: Path, steps: list[Step], *, dataset: str, total_seconds: 
     if dataset != "fashion-mnist":
         lines += [f"**Notice:** Fashion-MNIST was not available, so the training step used {dataset}.", ""]
 
-    sections = [
-        ("Theory", out / "derive" / "THEOREM.md"),
-        ("Simulations: the verdicts", out / "sims" / "summary.md"),
-        ("Training: CE against MR²", out / "report" / "report.md"),
-    ]
-    for title, path in sections:
-        lines += [f"## {title}", ""]
-        if path.is_file():
-            lines += [
-                f"From [{path.relative_to(out)}]({path.relative_to(out)}):",
-                "",
-                _demote(path.read_text()),
-                "",
-            ]
-        else:
-            lines += [f"(`{path.relative_to(out)}` was not written; see the step table.)", ""]
-
-    lines += ["## Figures", ""]
+    lines += ["## Key figures", ""]
     index = out / "figures" / "index.json"
     if index.is_file():
         figs = {f["number"]: f for f in json.loads(index.read_text())["figures"]}
-        lines += ["All figures, their captions and commands: [figures/INDEX.md](figures/INDEX.md).", ""]
+        lines += [
+            "Every figure with its caption, command and data: [figures/INDEX.md](figures/INDEX.md).",
+            "",
+        ]
         for n in KEY_FIGURES:
             f = figs.get(n)
-            if not f or f["error"]:
-                continue
-            png = next((Path(p) for p in f["outputs"] if p.endswith(".png")), None)
+            png = (
+                next((p for p in f["outputs"] if p.endswith(".png")), None) if f and not f["error"] else None
+            )
             if png is not None:
                 rel = os.path.relpath(png, out)
                 lines += [f"### Figure {n}: {f['title']}", "", f"![Figure {n}]({rel})", "", f["caption"], ""]
@@ -169,6 +188,21 @@ def write_summary(out: Path, steps: list[Step], *, dataset: str, total_seconds: 
             lines += [f"Not drawn: figures {not_drawn} (reasons in figures/INDEX.md).", ""]
     else:
         lines += ["(The figures step did not finish; see the step table.)", ""]
+
+    titles = {
+        "derive/THEOREM.md": "Theory",
+        "sims/summary.md": "Simulations: the verdicts",
+        "report/report.md": "Training: CE against MR²",
+    }
+    for rel, wanted in SECTIONS.items():
+        path = out / rel
+        lines += [f"## {titles[rel]}", ""]
+        if not path.is_file():
+            lines += [f"(`{rel}` was not written; see the step table.)", ""]
+            continue
+        text = path.read_text()
+        body = sections(text, wanted) or "\n".join(text.splitlines()[:30])
+        lines += [f"Excerpt of [{rel}]({rel}):", "", _demote(body, levels=1), ""]
     path = out / "SUMMARY.md"
     write_text(path, "\n".join(lines))
     return path
