@@ -162,3 +162,34 @@ def test_style_sizes_and_errors():
         style.figsize("wide")
     with pytest.raises(ValueError, match="aspect"):
         style.figsize("single", 0)
+
+
+def test_missing_runs_are_trained_with_the_quick_plan(tmp_path, monkeypatch):
+    from paper_figs import training_plan
+
+    monkeypatch.setattr(training_plan, "fashion_mnist_available", lambda data_dir=None: True)
+    calls = []
+
+    def fake(ctx, argv):
+        calls.append(argv)
+        synthetic.write_runs(ctx.results / "runs" / argv[argv.index("--study") + 1])
+
+    monkeypatch.setattr(data, "run_mr2", fake)
+    ctx = FigureContext(results=tmp_path, out=tmp_path / "figs", quick=True)
+    study = data.training_study(ctx)
+    plan = training_plan.PLANS["quick"]
+    assert study == tmp_path / "runs" / plan.study
+    assert calls == [plan.argv(tmp_path / "runs", ("ce", "mr2"))]
+    assert data.training_study(ctx) == study and len(calls) == 1  # cached for the next figure
+
+
+def test_without_fashion_mnist_the_plans_fall_back_to_digits(monkeypatch):
+    from paper_figs import training_plan
+
+    monkeypatch.setattr(training_plan, "fashion_mnist_available", lambda data_dir=None: False)
+    notices = []
+    plan = training_plan.choose_plan("quick", notice=notices.append)
+    assert plan.dataset == "digits" and plan.preset == "digits-smoke" and plan.study != "fmnist-quick"
+    assert len(notices) == 1 and "apt-get install -y dataset-fashion-mnist" in notices[0]
+    with pytest.raises(ValueError, match="plan"):
+        training_plan.choose_plan("huge")
