@@ -1,0 +1,204 @@
+"""Where the figures find their data, and how a missing piece is produced (only that piece).
+
+The layout under ``--results DIR`` follows docs/CONTRACTS.md:
+
+* ``DIR/sims/``: ``mr2 simulate --preset NAME [--quick] --out DIR/sims`` writes
+  ``margin_vs_variance.csv``, ``theory_vs_uniform.csv``, ``bound_vs_gap.csv``, ``manifest.json``;
+* ``DIR/runs/<study>/<loss>/seed<k>/metrics.json``: ``mr2 train`` run directories;
+* ``DIR/bench/loss_bench.csv``: ``mr2 bench loss --out DIR/bench``.
+
+A file that exists is read as it is (quick or full, whichever made it); a missing one is made by the
+owning pillar's own command, called in-process through ``mr2.cli.main``, and the command is recorded
+for the index.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shlex
+from pathlib import Path
+from typing import Any
+
+from paper_figs.common import FigureContext
+from theory._checks import bad
+
+__all__ = [
+    "SIMS_PRESETS",
+    "run_mr2",
+    "sims_file",
+    "loss_bench_file",
+    "read_table",
+    "load_study",
+    "find_study",
+    "training_study",
+]
+
+# file written by `mr2 simulate` -> the preset that writes it
+SIMS_PRESETS = {
+    "margin_vs_variance.csv": "margin-vs-variance",
+    "theory_vs_uniform.csv": "theory-vs-uniform",
+    "bound_vs_gap.csv": "bound-vs-gap",
+}
+
+
+# `mr2 bench loss` options under --quick: fewer timed repetitions (same K, B, d as the full benchmark)
+QUICK_BENCH_ARGS = ["--reps", "5", "--warmup", "1"]
+
+
+class MissingPillar(RuntimeError):
+    """A figure needs data that only a pillar not installed here can make."""
+
+
+def run_mr2(ctx: FigureContext, argv: list[str]) -> None:
+    """Run ``mr2 ARGV`` in this process and record it in ``ctx.produced``; raise if it fails."""
+    from mr2 import cli
+
+    if importlib.util.find_spec(f"mr2.commands.{argv[0]}") is None:
+        raise MissingPillar(
+            f"`mr2 {argv[0]}` is not available in this checkout, so `mr2 {shlex.join(argv)}` "
+            "cannot make the missing data"
+        )
+    command = "mr2 " + shlex.join(argv)
+    print(f"[figures] missing data: running {command}", flush=True)
+    rc = cli.main(argv)
+    if rc != 0:
+        raise RuntimeError(f"`{command}` failed with exit code {rc}")
+    ctx.produced.append(command)
+
+
+def sims_file(ctx: FigureContext, filename: str) -> Path:
+    """Path of a sims result ``filename`` under ``RESULTS/sims``, running its preset if it is missing."""
+    if filename not in SIMS_PRESETS:
+        raise bad("filename", filename, f"one of {sorted(SIMS_PRESETS)}")
+    folder = ctx.results / "sims"
+    path = folder / filename
+    if not path.is_file():
+        argv = ["simulate", "--preset", SIMS_PRESETS[filename], "--out", str(folder)]
+        run_mr2(ctx, argv + (["--quick"] if ctx.quick else []))
+        if not path.is_file():
+            raise RuntimeError(f"`mr2 {shlex.join(argv)}` ran but did not write {path}")
+    return path
+
+
+def sims_manifest(ctx: FigureContext) -> list[Path]:
+    """``[RESULTS/sims/manifest.json]`` when it exists (it records the config and code version)."""
+    path = ctx.results / "sims" / "manifest.json"
+    return [path] if path.is_file() else []
+
+
+def loss_bench_file(ctx: FigureContext) -> Path:
+    """``RESULTS/bench/loss_bench.csv``, running ``mr2 bench loss`` if it is missing."""
+    folder = ctx.results / "bench"
+    path = folder / "loss_bench.csv"
+    if not path.is_file():
+        argv = ["bench", "loss", "--out", str(folder)]
+        run_mr2(ctx, argv + (QUICK_BENCH_ARGS if ctx.quick else []))
+        if not path.is_file():
+            raise RuntimeError(f"`mr2 {shlex.join(argv)}` ran but did not write {path}")
+    return path
+
+
+def read_table(path: str | Path, required: list[str] | tuple[str, ...]) -> Any:
+    """Read a CSV (pandas) and check it holds the contract's columns; ValueError naming what is missing."""
+    import pandas as pd
+
+    path = Path(path)
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: not a readable CSV ({exc}); delete it to recompute it") from None
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise bad(str(path), list(frame.columns), f"the columns {list(required)} (missing {missing})")
+    if frame.empty:
+        raise ValueError(f"{path}: no rows; delete it to recompute it")
+    return frame
+
+
+def _metric_files(study: Path) -> list[Path]:
+    return sorted(study.glob("*/seed*/metrics.json"))
+
+
+def load_study(study: str | Path, losses: tuple[str, ...] | None = None) -> tuple[Any, list[Path]]:
+    """Per-class results of every finished run of a study, as a long table.
+
+    Args:
+        study: ``RUNS/<study>`` holding ``<loss>/seed<k>/metrics.json`` (docs/CONTRACTS.md).
+        losses: keep only these losses (folder names); all when None.
+
+    Returns:
+        ``(frame, files)``: frame has one row per (loss, seed, class) with columns ``loss, seed,
+        class_index, class_name, accuracy, error, spread, rel_spread, dataset`` (``rel_spread`` is
+        a_k over the run's mean a_k, since feature scales differ between models), and the
+        metrics files read.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from mr2.io import read_json
+
+    study = Path(study)
+    files = [f for f in _metric_files(study) if losses is None or f.parent.parent.name in losses]
+    if not files:
+        want = f" for losses {list(losses)}" if losses else ""
+        raise ValueError(f"{study}: no finished runs (<loss>/seed<k>/metrics.json){want}")
+    frames = []
+    for f in files:
+        m = read_json(f)
+        acc = np.asarray(m["per_class_accuracy"], dtype=float)
+        k = acc.shape[0]
+        spread = np.asarray(m.get("class_spread", [np.nan] * k), dtype=float)
+        if spread.shape != (k,):
+            raise bad(f"{f}: class_spread", m.get("class_spread"), f"one spread per class ({k})")
+        names = m.get("class_names") or [str(i) for i in range(k)]
+        frames.append(
+            pd.DataFrame(
+                {
+                    "loss": m.get("loss", f.parent.parent.name),
+                    "seed": int(m.get("seed", f.parent.name.removeprefix("seed"))),
+                    "class_index": np.arange(k),
+                    "class_name": [str(n) for n in names],
+                    "accuracy": acc,
+                    "error": 1.0 - acc,
+                    "spread": spread,
+                    "rel_spread": spread / np.mean(spread),
+                    "dataset": m.get("dataset", "unknown"),
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True), files
+
+
+def find_study(results: Path, losses: tuple[str, ...]) -> Path | None:
+    """The study under ``RESULTS/runs`` with the most finished seeds holding every loss in ``losses``."""
+    best, best_seeds = None, 0
+    for study in sorted((results / "runs").glob("*")):
+        if not study.is_dir():
+            continue
+        seeds = [len(list((study / loss).glob("seed*/metrics.json"))) for loss in losses]
+        if min(seeds, default=0) > best_seeds:
+            best, best_seeds = study, min(seeds)
+    return best
+
+
+def training_study(ctx: FigureContext, losses: tuple[str, ...] = ("ce", "mr2")) -> Path:
+    """The training study the figures read: ``--runs``, else one found under ``RESULTS/runs``, else
+    one trained now with the training pillar's presets (quick preset under ``--quick``)."""
+    if ctx.runs is not None:
+        if not ctx.runs.is_dir():
+            raise bad("runs", str(ctx.runs), "an existing study folder RUNS/<study>")
+        return ctx.runs
+    if "study" in ctx.cache:
+        return ctx.cache["study"]
+    study = find_study(ctx.results, losses)
+    if study is None:
+        study = train_missing(ctx, losses)
+    ctx.cache["study"] = study
+    return study
+
+
+def train_missing(ctx: FigureContext, losses: tuple[str, ...]) -> Path:
+    """Train the runs the figures need (see ``paper_figs.training_plan``) and return their study."""
+    from paper_figs.training_plan import train_for_figures
+
+    return train_for_figures(ctx, losses)

@@ -1,0 +1,167 @@
+"""Tiny synthetic results in the formats of docs/CONTRACTS.md, for the smoke tests and layout previews.
+
+Nothing here is a result: the numbers are invented (from a seeded Generator) only to have every column
+and file the figures read. Never point a paper figure at them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from mr2.io import write_csv, write_json
+from mr2.seeding import as_generator
+
+__all__ = ["write_all", "write_runs", "write_sims", "write_loss_bench", "FASHION_CLASSES"]
+
+FASHION_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+_BASE_ACC = np.array([0.86, 0.97, 0.83, 0.90, 0.84, 0.96, 0.66, 0.95, 0.97, 0.96])
+
+
+def write_runs(
+    study: str | Path, *, losses=("ce", "mr2"), seeds=(0, 1, 2), rng: int | np.random.Generator = 0
+) -> Path:
+    """Write ``study/<loss>/seed<k>/metrics.json`` with the contract's keys; return the study folder."""
+    gen = as_generator(rng)
+    study = Path(study)
+    k = len(FASHION_CLASSES)
+    for li, loss in enumerate(losses):
+        for seed in seeds:
+            acc = np.clip(_BASE_ACC + 0.01 * li * (1 - _BASE_ACC) * 3 + gen.normal(0, 0.01, k), 0, 1)
+            spread = 20.0 * (1.2 - acc) * np.exp(gen.normal(0, 0.1, k))
+            within = spread * gen.uniform(0.2, 0.6, k)  # s_k^2; the rest is ||mu_k||^2
+            order = np.sort(acc)
+            tenth = max(1, k // 10)
+            write_json(
+                study / loss / f"seed{seed}" / "metrics.json",
+                {
+                    "accuracy": float(acc.mean()),
+                    "per_class_accuracy": acc,
+                    "worst_class": int(np.argmin(acc)),
+                    "worst_class_accuracy": float(acc.min()),
+                    "bottom10_accuracy": float(order[:tenth].mean()),
+                    "top10_accuracy": float(order[-tenth:].mean()),
+                    "class_accuracy_std": float(acc.std()),
+                    "class_spread": spread,
+                    "class_within_spread": within,
+                    "class_mean_norm2": spread - within,
+                    "dataset": "synthetic",
+                    "class_names": list(FASHION_CLASSES),
+                    "loss": loss,
+                    "seed": seed,
+                },
+            )
+    return study
+
+
+def write_sims(folder: str | Path, *, rng: int | np.random.Generator = 0) -> Path:
+    """Write ``margin_vs_variance.csv``, ``bound_vs_gap.csv`` and ``manifest.json`` in ``folder``, with
+    the columns ``mr2 simulate`` writes (a subset of its extras: ``loss``, ``at_boundary``, ``setting``,
+    ``choice``)."""
+    import pandas as pd
+
+    gen = as_generator(rng)
+    folder = Path(folder)
+    rows = []
+    for K, d in ((2, 2), (5, 8)):
+        for loss in ("additive", "temperature"):
+            for n in (10, 100, 1000):
+                for ratio in (0.5, 0.71, 1.0, 1.41, 2.0):
+                    a_ref, a_var = 1.0 + d, 1.0 + d * ratio**2  # ||mu||^2 + d sigma^2
+                    theory = np.log(a_var / a_ref) / 3.0
+                    for crit in ("balanced", "worst_class"):
+                        point = theory * (1.5 if crit == "worst_class" else 0.8) + gen.normal(
+                            0, 0.3 / np.sqrt(n)
+                        )
+                        half = 1.0 / np.sqrt(n)
+                        rows.append(
+                            dict(
+                                K=K,
+                                loss=loss,
+                                d=d,
+                                n_per_class=n,
+                                sigma_ratio=ratio,
+                                criterion=crit,
+                                opt_log_margin_ratio=point,
+                                ci_low=point - half,
+                                ci_high=point + half,
+                                theory_log_margin_ratio=theory,
+                                at_boundary=bool(n == 10 and ratio == 2.0),
+                            )
+                        )
+    write_csv(folder / "margin_vs_variance.csv", pd.DataFrame(rows))
+    rows = []
+    for n in (10, 100, 1000):
+        for ratio in (0.5, 2.0):
+            for choice in ("uniform", "theory"):
+                for k in range(2):
+                    term = (1 + k * ratio) / np.sqrt(n)
+                    gap = 0.3 * term + gen.normal(0, 0.01)
+                    rows.append(
+                        dict(
+                            K=2,
+                            loss="additive",
+                            d=2,
+                            n_per_class=n,
+                            sigma_ratio=ratio,
+                            setting=f"s{n}-{ratio}",
+                            choice=choice,
+                            **{"class": k},
+                            margin_term=term,
+                            gen_gap=gap,
+                            gen_gap_ci_low=gap - 0.02,
+                            gen_gap_ci_high=gap + 0.02,
+                        )
+                    )
+    write_csv(folder / "bound_vs_gap.csv", pd.DataFrame(rows))
+    write_json(folder / "manifest.json", {"synthetic": True})
+    return folder
+
+
+def write_loss_bench(folder: str | Path, *, rng: int | np.random.Generator = 0) -> Path:
+    """Write ``loss_bench.csv`` as ``mr2 bench loss`` does (its columns and impl names) in ``folder``."""
+    import pandas as pd
+
+    gen = as_generator(rng)
+    rows = []
+    for K in (10, 100, 1000):
+        head = 0.01 * K  # ms of a d -> K linear head, forward and backward
+        times = {"vectorised": 2.0 + 0.002 * K, "loop": 20 + 0.18 * K, "ce": 1.0 + 0.001 * K}
+        times |= {"vectorised+head": times["vectorised"] + head, "ce+head": times["ce"] + head}
+        for impl, ms in times.items():
+            ms = ms * np.exp(gen.normal(0, 0.05))
+            rows.append(dict(K=K, B=256, d=512, impl=impl, ms_mean=ms, ms_std=0.05 * ms, ms_median=ms))
+    frame = pd.DataFrame(rows)
+    ms = frame.set_index(["K", "impl"])["ms_mean"]
+    loop = ms.xs("loop", level="impl").loc[frame["K"]].to_numpy()
+    frame["speedup"] = np.where(frame["impl"].str.endswith("+head"), np.nan, loop / frame["ms_mean"])
+    ce = np.where(
+        frame["impl"].str.endswith("+head"),
+        ms.xs("ce+head", level="impl").loc[frame["K"]],
+        ms.xs("ce", level="impl").loc[frame["K"]],
+    )
+    frame["ratio_to_ce"] = frame["ms_mean"] / ce
+    path = Path(folder) / "loss_bench.csv"
+    write_csv(path, frame)
+    return path
+
+
+def write_all(results: str | Path, *, rng: int = 0) -> Path:
+    """Write every input the figures read under ``results`` (sims/, runs/synthetic/, bench/)."""
+    results = Path(results)
+    write_runs(results / "runs" / "synthetic", rng=rng)
+    write_sims(results / "sims", rng=rng)
+    write_loss_bench(results / "bench", rng=rng)
+    return results

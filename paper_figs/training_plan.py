@@ -1,0 +1,96 @@
+"""Which training runs the figures and the demo make when none are cached, through ``mr2 train``.
+
+Three plans, all CE against MR2 on the same seeds (figures 1 and 2 pair them):
+
+* ``full``: the verification study's preset (``fmnist-verify``), CE and MR2 only;
+* ``quick``: ``fmnist-smoke`` (20k images, 3 epochs) with five seeds: the demo's training, about
+  three minutes on 2 idle CPU cores;
+* ``tiny``: scikit-learn digits (``digits-smoke``): seconds, for tests.
+
+When Fashion-MNIST is not installed, ``full`` and ``quick`` fall back to the digits plan with a notice
+(the training pillar's own error names the install command).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from theory._checks import bad
+
+__all__ = ["TrainingPlan", "PLANS", "fashion_mnist_available", "choose_plan", "train_for_figures"]
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """Arguments of one ``mr2 train`` call; runs land in ``RUNS/<study>/<loss>/seed<k>``."""
+
+    name: str
+    preset: str  # a preset of mr2.train
+    study: str  # study folder name (distinct per plan: a changed config must not resume another's runs)
+    dataset: str  # what the preset trains on (for notices)
+    losses: tuple[str, ...] = ("ce", "mr2")
+    seeds: tuple[int, ...] = (0, 1, 2)
+    overrides: dict[str, str] = field(default_factory=dict)  # --set KEY=VALUE
+    epochs: int | None = None  # --epochs; None: the preset's
+
+    def argv(self, runs: str | Path, losses: tuple[str, ...] | None = None) -> list[str]:
+        """``mr2 train`` arguments that make (or skip, when finished) every run of the plan."""
+        args = ["train", "--preset", self.preset, "--study", self.study, "--out", str(runs)]
+        args += ["--loss", *(losses or self.losses), "--seeds", *map(str, self.seeds)]
+        if self.epochs is not None:
+            args += ["--epochs", str(self.epochs)]
+        for key, value in self.overrides.items():
+            args += ["--set", f"{key}={value}"]
+        return args
+
+
+PLANS: dict[str, TrainingPlan] = {
+    "full": TrainingPlan(name="full", preset="fmnist-verify", study="fmnist-verify", dataset="fashion-mnist",
+                         seeds=(0, 1, 2, 3, 4)),
+    # fmnist-smoke as it is (20k images, 3 epochs): ~18 s a run on 2 idle cores, 10 runs ~3 min
+    "quick": TrainingPlan(name="quick", preset="fmnist-smoke", study="fmnist-quick", dataset="fashion-mnist",
+                          seeds=(0, 1, 2, 3, 4)),
+    "tiny": TrainingPlan(name="tiny", preset="digits-smoke", study="digits-tiny", dataset="digits",
+                         seeds=(0, 1, 2)),
+}  # fmt: skip
+DIGITS_FALLBACK = {"full": "digits-full", "quick": "digits-quick"}
+
+
+def fashion_mnist_available(data_dir: str | None = None) -> bool:
+    """True when ``mr2.data`` finds Fashion-MNIST's four IDX files (no download is tried)."""
+    from mr2.data import find_fashion_mnist
+
+    try:
+        find_fashion_mnist(data_dir)
+    except (ValueError, FileNotFoundError, OSError):
+        return False
+    return True
+
+
+def choose_plan(name: str, *, notice=print) -> TrainingPlan:
+    """The plan ``name``; a Fashion-MNIST plan becomes its digits fallback, with a notice, if absent."""
+    if name not in PLANS:
+        raise bad("plan", name, f"one of {sorted(PLANS)}")
+    plan = PLANS[name]
+    if plan.dataset == "fashion-mnist" and not fashion_mnist_available():
+        notice(
+            "notice: Fashion-MNIST is not installed (as root: apt-get install -y dataset-fashion-mnist); "
+            "training on scikit-learn digits instead.",
+        )
+        plan = dataclasses.replace(PLANS["tiny"], name=name, study=DIGITS_FALLBACK[name])
+    return plan
+
+
+def train_for_figures(ctx, losses: tuple[str, ...]) -> Path:
+    """Run the quick (``ctx.quick``) or full plan for ``losses`` under ``RESULTS/runs``; its study folder."""
+    from paper_figs.data import run_mr2
+
+    plan = choose_plan(
+        "quick" if ctx.quick else "full", notice=lambda m: print(f"[figures] {m}", file=sys.stderr)
+    )
+    runs = ctx.results / "runs"
+    run_mr2(ctx, plan.argv(runs, losses))
+    return runs / plan.study
