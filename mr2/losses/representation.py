@@ -60,8 +60,9 @@ class _RepresentationMargin(torch.autograd.Function):
             ).clamp_min(0.0)
             diff = None
         else:
-            diff = features.index_select(0, first) - features.index_select(0, second)
-            dist = (diff * diff).sum(dim=1)
+            # two (P, d) temporaries, not four: every large allocation costs page faults (docs/losses.md)
+            diff = features.index_select(0, first).sub_(features.index_select(0, second))
+            dist = torch.linalg.vector_norm(diff, dim=1).square()
         x = (dist - target) / temperature
         anchors = torch.cat([first, second])
         xx = torch.cat([x, x])
