@@ -324,6 +324,38 @@ def _predict(model, x, data, cfg, device, amp_dtype, channels_last, want_feature
     return torch.cat(preds), (torch.cat(feats) if want_features else None)
 
 
+@torch.no_grad()
+def _backbone_features(model, x, data, cfg, device, amp_dtype, channels_last, desc, show):
+    """Features (N, d) of a frozen backbone for every image of ``x``, in the dtype autocast gives them.
+
+    The training loop of a frozen run reads them instead of running the backbone again every epoch
+    (``train_run``'s feature cache); a frozen backbone is always in evaluation mode, so they are the
+    features the head would see in training.
+    """
+    from tqdm.auto import tqdm
+
+    out = []
+    for idx in tqdm(mdata.batch_indices(len(x), cfg.eval_batch_size, generator=None), desc=desc,
+                    disable=not show, leave=False):  # fmt: skip
+        xb = _prepare_batch(x[idx], data, cfg, channels_last)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            out.append(model.features(xb))
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def _predict_from_features(model, feats, cfg, device, amp_dtype):
+    """Predicted classes (N,) from cached backbone features, head only, in evaluation mode."""
+    was_training = model.training
+    model.eval()
+    preds = []
+    for idx in mdata.batch_indices(len(feats), cfg.eval_batch_size, generator=None):
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            preds.append(model.head(feats[idx]).float().argmax(1))
+    model.train(was_training)
+    return torch.cat(preds)
+
+
 def _split_metrics(preds: torch.Tensor, targets: torch.Tensor, k: int) -> dict[str, Any]:
     pcs = per_class_accuracy(preds, targets, k)
     out = {"accuracy": float((preds == targets).double().mean()), "per_class_accuracy": pcs.tolist()}
@@ -422,6 +454,7 @@ def train_run(
     overwrite: bool = False,
     progress: bool = True,
     epoch_budget: int | None = None,
+    feature_cache: bool | None = None,
 ) -> dict[str, Any] | None:
     """Train one run into ``run_dir`` and return its ``metrics.json`` content.
 
@@ -434,6 +467,11 @@ def train_run(
         progress: show tqdm bars (rank 0 only).
         epoch_budget: train at most this many epochs in this call, then return None with the
             checkpoint saved (for time-sliced runs; an interrupted run behaves the same).
+        feature_cache: a frozen backbone's features of the training and validation images are
+            computed once and the epochs train the head on them, instead of running the backbone
+            every step. None (default): on when ``freeze_backbone`` is set, there is no augmentation
+            (``crop_padding``, ``hflip``) and one process trains; False: never; True: insist (a
+            ValueError when those conditions do not hold). ``metrics.json`` records which was used.
 
     Returns:
         The metrics dict, or None when ``epoch_budget`` stopped the run early. A finished run with
@@ -503,6 +541,14 @@ def train_run(
     per_rank_batch = max(1, cfg.batch_size // dist_info.world_size)
     shard = -(-len(x_train) // dist_info.world_size)
     steps_per_epoch = -(-shard // per_rank_batch)
+    cacheable = cfg.freeze_backbone and not (cfg.crop_padding or cfg.hflip) and dist_info.world_size == 1
+    if feature_cache and not cacheable:
+        raise ValueError(
+            f"feature_cache=True needs freeze_backbone=True, no augmentation (crop_padding=0, hflip=False) "
+            f"and one process; got freeze_backbone={cfg.freeze_backbone}, crop_padding={cfg.crop_padding}, "
+            f"hflip={cfg.hflip}, world_size={dist_info.world_size}"
+        )
+    use_cache = cacheable if feature_cache is None else bool(feature_cache)
 
     start_epoch, log_rows, elapsed = 0, [], 0.0
     best = {"epoch": -1, "value": -math.inf, "state": None}
@@ -529,6 +575,14 @@ def train_run(
     from tqdm.auto import tqdm
 
     show = progress and dist_info.main
+    cache: dict[str, torch.Tensor] = {}
+    if use_cache and start_epoch < cfg.epochs:
+        t0 = time.perf_counter()
+        for name, x in (("train", x_train), ("val", x_val)):
+            cache[name] = _backbone_features(
+                model, x, data, cfg, device, amp_dtype, channels_last, f"features ({name})", show
+            )
+        elapsed += time.perf_counter() - t0  # the cache is part of the training time
     epochs_done_now = 0
     for epoch in range(start_epoch, cfg.epochs):
         if epoch_budget is not None and epochs_done_now >= epoch_budget:
@@ -552,12 +606,18 @@ def train_run(
             lr = _lr_at(epoch * steps_per_epoch + step, steps_per_epoch, cfg)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            xb, yb = x_train[idx], y_train[idx]
-            if cfg.crop_padding or cfg.hflip:
-                xb = mdata.augment(xb, crop_padding=cfg.crop_padding, hflip=cfg.hflip, generator=aug_gen)
-            xb = _prepare_batch(xb, data, cfg, channels_last)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                logits, feats = net(xb)
+            yb = y_train[idx]
+            if cache:  # frozen backbone: its features are fixed, only the head trains
+                feats = cache["train"][idx]
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                    logits = model.head(feats)
+            else:
+                xb = x_train[idx]
+                if cfg.crop_padding or cfg.hflip:
+                    xb = mdata.augment(xb, crop_padding=cfg.crop_padding, hflip=cfg.hflip, generator=aug_gen)
+                xb = _prepare_batch(xb, data, cfg, channels_last)
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                    logits, feats = net(xb)
             try:
                 loss = loss_fn(logits.float(), feats.float(), yb)
             except ValueError as exc:  # the loss refuses NaN/inf logits or features: the net diverged
@@ -585,7 +645,10 @@ def train_run(
                 checked_sum = total
         bar.close()
 
-        preds, _ = _predict(model, x_val, data, cfg, device, amp_dtype, channels_last)
+        if cache:
+            preds = _predict_from_features(model, cache["val"], cfg, device, amp_dtype)
+        else:
+            preds, _ = _predict(model, x_val, data, cfg, device, amp_dtype, channels_last)
         val = _split_metrics(preds, y_val, k)
         elapsed += time.perf_counter() - t0
         row = {
@@ -642,9 +705,13 @@ def train_run(
     preds, _ = _predict(model, data.x_test.to(device), data, cfg, device, amp_dtype, channels_last)
     y_test = data.y_test.to(device)
     test = _split_metrics(preds, y_test, k)
-    val_preds, _ = _predict(model, x_val, data, cfg, device, amp_dtype, channels_last)
+    if cache:
+        val_preds = _predict_from_features(model, cache["val"], cfg, device, amp_dtype)
+        feats = cache["train"].float()
+    else:
+        val_preds, _ = _predict(model, x_val, data, cfg, device, amp_dtype, channels_last)
+        _, feats = _predict(model, x_train, data, cfg, device, amp_dtype, channels_last, want_features=True)
     val = _split_metrics(val_preds, y_val, k)
-    _, feats = _predict(model, x_train, data, cfg, device, amp_dtype, channels_last, want_features=True)
     stats = class_feature_stats(feats, y_train, k)
     metrics = {
         **test,
@@ -668,6 +735,7 @@ def train_run(
         "n_train": len(data.y_train),
         "n_val": len(data.y_val),
         "n_test": len(data.y_test),
+        "feature_cache": bool(use_cache),
         "code_version": code_version(),
     }
     if dist_info.main:

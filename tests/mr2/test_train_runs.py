@@ -173,3 +173,39 @@ def test_train_gpu_preset_smoke_on_cpu(tmp_path):
         p = get_preset(name)
         for loss in p.losses:
             mtrain.validate_config(p.config_for(loss, p.seeds[0]))
+
+
+def _frozen(**overrides):
+    return _cfg("mr2", seed=2, **{"epochs": 3, "freeze_backbone": True, **overrides})
+
+
+def test_frozen_backbone_feature_cache_trains_the_same_head(tmp_path):
+    cached = train_run(_frozen(), tmp_path / "cached", progress=False)
+    plain = train_run(_frozen(), tmp_path / "plain", progress=False, feature_cache=False)
+    assert cached["feature_cache"] is True and plain["feature_cache"] is False
+    a = pd.read_csv(tmp_path / "cached" / "log.csv")
+    b = pd.read_csv(tmp_path / "plain" / "log.csv")
+    # the backbone runs once on eval-sized batches instead of every step on training batches: the same
+    # features up to float rounding, so the same training curve up to rounding
+    pd.testing.assert_series_equal(a["train_loss"], b["train_loss"], rtol=1e-4)
+    n_val = cached["n_val"]
+    assert (a["val_accuracy"] - b["val_accuracy"]).abs().max() <= 1.0 / n_val + 1e-12
+    assert cached["accuracy"] == pytest.approx(plain["accuracy"], abs=2.0 / cached["n_test"])
+    assert cached["class_spread"] == pytest.approx(plain["class_spread"], rel=1e-4)
+
+
+def test_frozen_backbone_feature_cache_resumes_to_the_same_numbers(tmp_path):
+    full = train_run(_frozen(), tmp_path / "full", progress=False)
+    assert train_run(_frozen(), tmp_path / "cut", progress=False, epoch_budget=1) is None
+    resumed = train_run(_frozen(), tmp_path / "cut", progress=False, resume=True)
+    for key in ("accuracy", "per_class_accuracy", "class_spread", "selected_epoch", "feature_cache"):
+        assert resumed[key] == full[key], key
+
+
+def test_feature_cache_only_where_features_are_fixed(tmp_path):
+    augmented = train_run(_frozen(hflip=True, epochs=1), tmp_path / "aug", progress=False)
+    assert augmented["feature_cache"] is False  # augmentation changes the features every epoch
+    trained = train_run(_cfg(epochs=1), tmp_path / "full-net", progress=False)
+    assert trained["feature_cache"] is False  # the backbone trains
+    with pytest.raises(ValueError, match="feature_cache=True needs freeze_backbone=True"):
+        train_run(_cfg(epochs=1), tmp_path / "refused", progress=False, feature_cache=True)
