@@ -325,25 +325,6 @@ def _predict(model, x, data, cfg, device, amp_dtype, channels_last, want_feature
 
 
 @torch.no_grad()
-def _backbone_features(model, x, data, cfg, device, amp_dtype, channels_last, desc, show):
-    """Features (N, d) of a frozen backbone for every image of ``x``, in the dtype autocast gives them.
-
-    The training loop of a frozen run reads them instead of running the backbone again every epoch
-    (``train_run``'s feature cache); a frozen backbone is always in evaluation mode, so they are the
-    features the head would see in training.
-    """
-    from tqdm.auto import tqdm
-
-    out = []
-    for idx in tqdm(mdata.batch_indices(len(x), cfg.eval_batch_size, generator=None), desc=desc,
-                    disable=not show, leave=False):  # fmt: skip
-        xb = _prepare_batch(x[idx], data, cfg, channels_last)
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            out.append(model.features(xb))
-    return torch.cat(out)
-
-
-@torch.no_grad()
 def _predict_from_features(model, feats, cfg, device, amp_dtype):
     """Predicted classes (N,) from cached backbone features, head only, in evaluation mode."""
     was_training = model.training
@@ -578,9 +559,10 @@ def train_run(
     cache: dict[str, torch.Tensor] = {}
     if use_cache and start_epoch < cfg.epochs:
         t0 = time.perf_counter()
+        # a frozen backbone is always in evaluation mode: these are the features the head sees in training
         for name, x in (("train", x_train), ("val", x_val)):
-            cache[name] = _backbone_features(
-                model, x, data, cfg, device, amp_dtype, channels_last, f"features ({name})", show
+            _, cache[name] = _predict(
+                model, x, data, cfg, device, amp_dtype, channels_last, want_features=True
             )
         elapsed += time.perf_counter() - t0  # the cache is part of the training time
     epochs_done_now = 0
@@ -707,7 +689,7 @@ def train_run(
     test = _split_metrics(preds, y_test, k)
     if cache:
         val_preds = _predict_from_features(model, cache["val"], cfg, device, amp_dtype)
-        feats = cache["train"].float()
+        feats = cache["train"]
     else:
         val_preds, _ = _predict(model, x_val, data, cfg, device, amp_dtype, channels_last)
         _, feats = _predict(model, x_train, data, cfg, device, amp_dtype, channels_last, want_features=True)
