@@ -1,5 +1,5 @@
 import sys
 
-from mr2.cli import main
+from app.cli import main
 
 sys.exit(main())

@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check_args(args: argparse.Namespace) -> None:
-    from theory._checks import bad
+    from common.checks import bad
 
     for name in ("batch", "dim", "reps", "threads"):
         if getattr(args, name) < 1:
@@ -321,21 +321,44 @@ def _verdicts(rows: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def run_benchmark(out: str | Path = "results/bench", **options: Any) -> Any:
+    """Run the benchmark with ``options`` (the command's long options, e.g. ``reps=5``; the rest take
+    the command's defaults), print the table, write the CSV and its JSON manifest under ``out``.
+
+    Returns the table (a pandas DataFrame). Raises ValueError for a bad option or value.
+    """
+    parser = build_parser()
+    known = {a.dest for a in parser._actions if a.dest != "help"}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        from common.checks import bad
+
+        raise bad("options", unknown, f"options of `mr2 bench loss` ({', '.join(sorted(known))})")
+    args = parser.parse_args([])
+    for key, value in {**options, "out": str(out)}.items():
+        setattr(args, key, value)
+    return _run(args)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark, print the table, write the CSV (and a JSON manifest) under ``--out``."""
+    """``mr2 bench loss``: parse ``argv`` and run the benchmark (see ``run_benchmark``)."""
+    _run(build_parser().parse_args(argv))
+    return 0
+
+
+def _run(args: argparse.Namespace) -> Any:
     import pandas as pd
     import torch
 
-    from mr2.io import code_version, write_csv, write_json
+    from common.io import code_version, write_csv, write_json
 
-    args = build_parser().parse_args(argv)
     _check_args(args)
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     try:
         if args.device == "cuda":
             if not torch.cuda.is_available():
-                from theory._checks import bad
+                from common.checks import bad
 
                 raise bad(
                     "--device",
@@ -356,7 +379,8 @@ def main(argv: list[str] | None = None) -> int:
         print(line)
     out = Path(args.out)
     cols = ["K", "B", "d", "impl", "ms_mean", "ms_std", "speedup", "ratio_to_ce", "ms_median"]
-    write_csv(out / f"{name}.csv", pd.DataFrame(rows, columns=cols))
+    table = pd.DataFrame(rows, columns=cols)
+    write_csv(out / f"{name}.csv", table)
     device_name = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
     write_json(
         out / f"{name}.json",
@@ -370,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
         },
     )
     print(f"wrote {out / (name + '.csv')}")
-    return 0
+    return table
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from theory._checks import bad
+from common.checks import bad
 
 __all__ = [
     "DATASET_NAMES",

@@ -10,7 +10,7 @@ import math
 import numpy as np
 import torch
 
-from theory._checks import bad
+from common.checks import bad
 
 __all__ = ["per_class_accuracy", "class_summary", "class_feature_stats", "confusion_matrix", "TAIL_FRACTION"]
 

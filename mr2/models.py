@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from theory._checks import bad
+from common.checks import bad
 
 __all__ = ["MODEL_NAMES", "Classifier", "SmallCNN", "ResNet18", "build_model"]
 

@@ -2,7 +2,7 @@
 spread a_k tested on real features.
 
 Inputs are the run directories of one study (``RUNS/<study>/<loss>/seed<k>/metrics.json``,
-docs/CONTRACTS.md). Every interval is a percentile bootstrap over seeds (``mr2.stats.bootstrap_ci``)
+docs/CONTRACTS.md). Every interval is a percentile bootstrap over seeds (``common.stats.bootstrap_ci``)
 drawn from one explicit ``np.random.Generator``, so the same seed gives the same report.
 
 * ``summary``: for each loss and metric, the mean over seeds with its CI, and the mean paired
@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mr2.io import read_json, write_csv, write_text
-from mr2.seeding import as_generator
-from mr2.stats import bootstrap_ci
-from theory._checks import bad
+from common.checks import bad
+from common.io import read_json, write_csv, write_text
+from common.seeding import as_generator
+from common.stats import bootstrap_ci
 
 __all__ = [
     "METRICS",

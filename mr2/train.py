@@ -29,12 +29,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from common.checks import bad
+from common.io import code_version, read_json, torch_save, write_csv, write_json
+from common.seeding import seed_everything
 from mr2 import data as mdata
-from mr2.io import code_version, read_json, torch_save, write_csv, write_json
 from mr2.metrics import class_feature_stats, class_summary, confusion_matrix, per_class_accuracy
 from mr2.models import build_model
-from mr2.seeding import seed_everything
-from theory._checks import bad
 
 __all__ = [
     "TrainConfig",

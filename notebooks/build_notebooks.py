@@ -401,7 +401,7 @@ This notebook trains (or reads) CE and MR² runs on the same seeds and asks thre
 2. Does the spread $a_k$ of a trained network's features point at the hard classes?
 3. What do overall, bottom-10% and worst-class accuracy say, with confidence intervals over seeds?
 
-Everything is computed by the packages: `mr2 train` (through `paper_figs.training_plan`),
+Everything is computed by the packages: `mr2.train` (through `paper_figs.plans`),
 `mr2.report` for the statistics and `paper_figs` for the plots.
 """),
     params(r'''
@@ -409,7 +409,7 @@ from pathlib import Path
 
 STUDY = None  # a finished study to read instead of training, e.g. "results/demo/runs/fmnist-quick"
 RUNS = Path("results/notebook_runs")  # where new runs go
-PLAN = "tiny" if QUICK else "quick"  # training plan of paper_figs.training_plan: tiny (digits), quick, full
+PLAN = "tiny" if QUICK else "quick"  # training plan of paper_figs.plans: tiny (digits), quick, full
 SEED = 0  # seed of the bootstrap CIs
 '''),
     code(SETUP),
@@ -421,14 +421,12 @@ Fashion-MNIST (a small CNN, 3 seeds, a few minutes on 2 cores); when Fashion-MNI
 the plan falls back to scikit-learn's digits and says so. Finished runs are never retrained.
 """),
     code(r'''
-from mr2 import cli
-from paper_figs.training_plan import choose_plan
+from paper_figs.plans import choose_plan
 
 if STUDY is None:
     plan = choose_plan(PLAN)
-    print("mr2", " ".join(plan.argv(RUNS)))
-    assert cli.main(plan.argv(RUNS) + ["--no-progress"]) == 0
-    STUDY = RUNS / plan.study
+    print("same as: mr2", " ".join(plan.argv(RUNS)))
+    STUDY = plan.run(RUNS, progress=False)
 STUDY = Path(STUDY)
 print("study:", STUDY)
 '''),

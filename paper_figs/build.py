@@ -67,7 +67,7 @@ def _data_lines(files: list[str]) -> list[str]:
 
 def write_index(records: list[FigureRecord], ctx: FigureContext, *, command: str) -> Path:
     """Write ``ctx.out/INDEX.md`` (caption, command and data per figure) and ``index.json``."""
-    from mr2.io import code_version, write_json, write_text
+    from common.io import code_version, write_json, write_text
 
     version = code_version()
     dirty = " (uncommitted changes)" if version.get("git_dirty") else ""

@@ -14,17 +14,17 @@ for the index.
 
 from __future__ import annotations
 
-import importlib.util
 import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
+from common.checks import bad
 from paper_figs.common import FigureContext
-from theory._checks import bad
 
 __all__ = [
     "SIMS_PRESETS",
-    "run_mr2",
+    "make_missing",
     "sims_file",
     "loss_bench_file",
     "read_table",
@@ -42,27 +42,16 @@ SIMS_PRESETS = {
 
 
 # `mr2 bench loss` options under --quick: fewer timed repetitions (same K, B, d as the full benchmark)
-QUICK_BENCH_ARGS = ["--reps", "5", "--warmup", "1"]
+QUICK_BENCH = {"reps": 5, "warmup": 1}
+QUICK_BENCH_ARGS = [a for k, v in QUICK_BENCH.items() for a in (f"--{k}", str(v))]  # as command options
+SIMS_JOBS = 2  # workers of a sims preset made for the figures (as `mr2 simulate`'s default)
 
 
-class MissingPillar(RuntimeError):
-    """A figure needs data that only a pillar not installed here can make."""
-
-
-def run_mr2(ctx: FigureContext, argv: list[str]) -> None:
-    """Run ``mr2 ARGV`` in this process and record it in ``ctx.produced``; raise if it fails."""
-    from mr2 import cli
-
-    if importlib.util.find_spec(f"mr2.commands.{argv[0]}") is None:
-        raise MissingPillar(
-            f"`mr2 {argv[0]}` is not available in this checkout, so `mr2 {shlex.join(argv)}` "
-            "cannot make the missing data"
-        )
-    command = "mr2 " + shlex.join(argv)
+def make_missing(ctx: FigureContext, command: str, make: Any) -> None:
+    """Run ``make()`` (a library call) to produce missing data; record ``command`` (the equivalent
+    ``mr2`` command line) in ``ctx.produced`` for the figure index."""
     print(f"[figures] missing data: running {command}", flush=True)
-    rc = cli.main(argv)
-    if rc != 0:
-        raise RuntimeError(f"`{command}` failed with exit code {rc}")
+    make()
     ctx.produced.append(command)
 
 
@@ -73,10 +62,14 @@ def sims_file(ctx: FigureContext, filename: str) -> Path:
     folder = ctx.results / "sims"
     path = folder / filename
     if not path.is_file():
-        argv = ["simulate", "--preset", SIMS_PRESETS[filename], "--out", str(folder)]
-        run_mr2(ctx, argv + (["--quick"] if ctx.quick else []))
+        from sims.simulate import run_preset
+
+        preset = SIMS_PRESETS[filename]
+        argv = ["simulate", "--preset", preset, "--out", str(folder)] + (["--quick"] if ctx.quick else [])
+        command = "mr2 " + shlex.join(argv)
+        make_missing(ctx, command, lambda: run_preset(preset, folder, quick=ctx.quick, n_jobs=SIMS_JOBS))
         if not path.is_file():
-            raise RuntimeError(f"`mr2 {shlex.join(argv)}` ran but did not write {path}")
+            raise RuntimeError(f"`{command}` ran but did not write {path}")
     return path
 
 
@@ -91,10 +84,14 @@ def loss_bench_file(ctx: FigureContext) -> Path:
     folder = ctx.results / "bench"
     path = folder / "loss_bench.csv"
     if not path.is_file():
-        argv = ["bench", "loss", "--out", str(folder)]
-        run_mr2(ctx, argv + (QUICK_BENCH_ARGS if ctx.quick else []))
+        from mr2.bench_loss import run_benchmark
+
+        options = QUICK_BENCH if ctx.quick else {}
+        argv = ["bench", "loss", "--out", str(folder)] + (QUICK_BENCH_ARGS if ctx.quick else [])
+        command = "mr2 " + shlex.join(argv)
+        make_missing(ctx, command, lambda: run_benchmark(folder, **options))
         if not path.is_file():
-            raise RuntimeError(f"`mr2 {shlex.join(argv)}` ran but did not write {path}")
+            raise RuntimeError(f"`{command}` ran but did not write {path}")
     return path
 
 
@@ -135,7 +132,7 @@ def load_study(study: str | Path, losses: tuple[str, ...] | None = None) -> tupl
     import numpy as np
     import pandas as pd
 
-    from mr2.io import read_json
+    from common.io import read_json
 
     study = Path(study)
     files = [f for f in _metric_files(study) if losses is None or f.parent.parent.name in losses]
@@ -198,7 +195,15 @@ def training_study(ctx: FigureContext, losses: tuple[str, ...] = ("ce", "mr2")) 
 
 
 def train_missing(ctx: FigureContext, losses: tuple[str, ...]) -> Path:
-    """Train the runs the figures need (see ``paper_figs.training_plan``) and return their study."""
-    from paper_figs.training_plan import train_for_figures
+    """Train the runs the figures need with the quick (``ctx.quick``) or full plan of
+    ``paper_figs.plans``, under ``RESULTS/runs``, and return their study folder."""
+    from paper_figs.plans import choose_plan
 
-    return train_for_figures(ctx, losses)
+    plan = choose_plan(
+        "quick" if ctx.quick else "full", notice=lambda m: print(f"[figures] {m}", file=sys.stderr)
+    )
+    runs = ctx.results / "runs"
+    made: list[Path] = []
+    command = "mr2 " + shlex.join(plan.argv(runs, losses))
+    make_missing(ctx, command, lambda: made.append(plan.run(runs, losses)))
+    return made[0]

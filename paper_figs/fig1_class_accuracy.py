@@ -3,7 +3,7 @@
 Reads ``RUNS/<study>/<loss>/seed<k>/metrics.json`` (``per_class_accuracy``, ``class_names``) from
 ``mr2 train``. Classes are sorted by CE's mean accuracy, worst first, so the hard classes sit on the
 left. (a) Accuracy per class for each loss; (b) the paired difference MR2 - CE per class (same seeds).
-CIs: 95% percentile bootstrap over seeds (``mr2.stats.bootstrap_ci``); none with a single seed.
+CIs: 95% percentile bootstrap over seeds (``common.stats.bootstrap_ci``); none with a single seed.
 
 Run: ``python -m paper_figs.fig1_class_accuracy --results results --out results/figures``.
 """
@@ -48,7 +48,7 @@ def class_accuracy_ci(frame: Any, *, seed: int, value: str = "accuracy") -> Any:
 
     Args:
         frame: long table from :func:`paper_figs.data.load_study`.
-        seed: seed of the bootstrap (``mr2.stats.bootstrap_ci``).
+        seed: seed of the bootstrap (``common.stats.bootstrap_ci``).
 
     Returns:
         pandas frame with columns ``loss, class_index, class_name, mean, ci_low, ci_high, n_seeds``;
@@ -56,7 +56,7 @@ def class_accuracy_ci(frame: Any, *, seed: int, value: str = "accuracy") -> Any:
     """
     import pandas as pd
 
-    from mr2.stats import bootstrap_ci
+    from common.stats import bootstrap_ci
 
     rows = []
     for loss, sub in frame.groupby("loss", sort=False):
@@ -92,7 +92,7 @@ def paired_difference_ci(frame: Any, loss: str, baseline: str = "ce", *, seed: i
     """
     import pandas as pd
 
-    from mr2.stats import bootstrap_ci
+    from common.stats import bootstrap_ci
 
     def wide(name):
         sub = frame[frame["loss"] == name]

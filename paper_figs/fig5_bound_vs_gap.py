@@ -121,11 +121,11 @@ def within_setting(frame: Any, *, seed: int) -> Any:
 
     Returns:
         pandas frame with the group keys and ``mean, ci_low, ci_high, n_settings`` (95% bootstrap CI
-        over settings, ``mr2.stats.bootstrap_ci``; NaN below 2 settings).
+        over settings, ``common.stats.bootstrap_ci``; NaN below 2 settings).
     """
     import pandas as pd
 
-    from mr2.stats import bootstrap_ci
+    from common.stats import bootstrap_ci
 
     keys = [k for k in GROUP_KEYS if k in frame.columns]
     setting = "setting" if "setting" in frame.columns else None

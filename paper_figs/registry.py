@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from theory._checks import bad
+from common.checks import bad
 
 __all__ = ["FIGURES", "figure_module", "parse_only"]
 

@@ -91,7 +91,7 @@ def loss_color(name: str) -> tuple[float, float, float]:
 
 def figsize(width: str | float = "single", aspect: float = 0.75) -> tuple[float, float]:
     """(width, height) in inches; ``width``: ``"single"``, ``"double"`` or inches; height = width x aspect."""
-    from theory._checks import bad
+    from common.checks import bad
 
     if width == "single":
         w = SINGLE_COLUMN
@@ -119,7 +119,7 @@ def new_axes(ax: Any = None, *, width: str | float = "single", aspect: float = 0
 
 def save_figure(fig: Any, out_dir: str | os.PathLike, stem: str) -> list[Path]:
     """Write ``fig`` as ``stem.pdf`` and ``stem.png`` in ``out_dir`` atomically; return both paths."""
-    from mr2.io import atomic_open
+    from common.io import atomic_open
 
     out = Path(out_dir)
     paths = []

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mr2.io import write_csv, write_json
-from mr2.seeding import as_generator
+from common.io import write_csv, write_json
+from common.seeding import as_generator
 
 __all__ = ["write_all", "write_runs", "write_sims", "write_loss_bench", "FASHION_CLASSES"]
 

@@ -8,7 +8,7 @@ One frozen dataclass per concept:
 * :class:`EvalConfig`: how test error is measured;
 * :class:`Setting`: one cell of a sweep (all of the above plus seeds), with a stable ``key``.
 
-Every constructor checks its arguments and raises ``ValueError`` through ``theory._checks.bad`` so
+Every constructor checks its arguments and raises ``ValueError`` through ``common.checks.bad`` so
 that a bad config fails where it is written, not deep inside a batched solve.
 """
 
@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from theory._checks import bad
+from common.checks import bad, check_int, positive_floats
 
 __all__ = [
     "LOSS_FORMS",
@@ -38,24 +38,6 @@ __all__ = [
 LOSS_FORMS = ("additive", "temperature")
 MEAN_LAYOUTS = ("simplex", "orthogonal")
 MIN_MC_PER_CLASS = 100_000  # the issue's floor for Monte Carlo test points per class
-
-
-def _positive_floats(name: str, values: Any) -> tuple[float, ...]:
-    try:
-        out = tuple(float(v) for v in values)
-    except (TypeError, ValueError):
-        raise bad(name, values, "a sequence of real numbers > 0") from None
-    if not out:
-        raise bad(name, values, "a non-empty sequence")
-    if not all(math.isfinite(v) and v > 0 for v in out):
-        raise bad(name, values, "finite real numbers > 0")
-    return out
-
-
-def _int_at_least(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise bad(name, value, f"an integer >= {low}")
-    return int(value)
 
 
 @dataclass(frozen=True)
@@ -75,17 +57,17 @@ class MixtureConfig:
     cov_diag: tuple[float, ...] | None = None  # anisotropy: diag shape, length d, entries > 0; None = I
 
     def __post_init__(self) -> None:
-        sig = _positive_floats("sigmas", self.sigmas)
+        sig = positive_floats("sigmas", self.sigmas)
         if len(sig) < 2:
             raise bad("sigmas", self.sigmas, "one sigma per class and K >= 2 classes")
         object.__setattr__(self, "sigmas", sig)
         if isinstance(self.n_per_class, (int, np.integer)):
             raise bad("n_per_class", self.n_per_class, f"a sequence of {len(sig)} counts, one per class")
-        n = tuple(_int_at_least("n_per_class", v, 2) for v in self.n_per_class)
+        n = tuple(check_int("n_per_class", v, 2) for v in self.n_per_class)
         if len(n) != len(sig):
             raise bad("n_per_class", self.n_per_class, f"{len(sig)} counts (one per sigma), got {len(n)}")
         object.__setattr__(self, "n_per_class", n)
-        object.__setattr__(self, "d", _int_at_least("d", self.d, 1))
+        object.__setattr__(self, "d", check_int("d", self.d, 1))
         if not (isinstance(self.mu, (int, float, np.floating)) and math.isfinite(self.mu) and self.mu >= 0):
             raise bad("mu", self.mu, "a finite real number >= 0")
         object.__setattr__(self, "mu", float(self.mu))
@@ -95,7 +77,7 @@ class MixtureConfig:
         if self.d < need:
             raise bad("d", self.d, f"d >= {need} for {self.K} classes with {self.means} means")
         if self.cov_diag is not None:
-            cd = _positive_floats("cov_diag", self.cov_diag)
+            cd = positive_floats("cov_diag", self.cov_diag)
             if len(cd) != self.d:
                 raise bad("cov_diag", self.cov_diag, f"{self.d} entries (one per dimension), got {len(cd)}")
             object.__setattr__(self, "cov_diag", cd)
@@ -163,7 +145,7 @@ class LearnerConfig:
             if not (isinstance(v, (int, float, np.floating)) and math.isfinite(v) and v > 0):
                 raise bad(name, v, "a finite real number > 0")
             object.__setattr__(self, name, float(v))
-        object.__setattr__(self, "max_iter", _int_at_least("max_iter", self.max_iter, 1))
+        object.__setattr__(self, "max_iter", check_int("max_iter", self.max_iter, 1))
 
 
 @dataclass(frozen=True)
@@ -186,15 +168,15 @@ class SearchConfig:
     refine_step: float = 0.25  # K > 2: first compass step in log-margin units (nats)
 
     def __post_init__(self) -> None:
-        g = _int_at_least("grid_size", self.grid_size, 3)
+        g = check_int("grid_size", self.grid_size, 3)
         if g % 2 == 0:
             raise bad("grid_size", self.grid_size, "an odd integer (so that uniform margins are on the grid)")
         for name in ("log_ratio_max", "refine_step"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float, np.floating)) and math.isfinite(v) and v > 0):
                 raise bad(name, v, "a finite real number > 0")
-        _int_at_least("beta_grid", self.beta_grid, 2)
-        _int_at_least("refine_rounds", self.refine_rounds, 0)
+        check_int("beta_grid", self.beta_grid, 2)
+        check_int("refine_rounds", self.refine_rounds, 0)
         if not self.beta_min < self.beta_max:
             raise bad("beta_max", self.beta_max, f"a number > beta_min={self.beta_min}")
 
@@ -207,7 +189,7 @@ class EvalConfig:
     exact_two_class: bool = True  # K = 2: use the closed form instead of Monte Carlo
 
     def __post_init__(self) -> None:
-        _int_at_least("mc_per_class", self.mc_per_class, MIN_MC_PER_CLASS)
+        check_int("mc_per_class", self.mc_per_class, MIN_MC_PER_CLASS)
 
 
 @dataclass(frozen=True)
@@ -229,8 +211,8 @@ class Setting:
     reference: int = 0  # index of the reference class (sigma_ref)
 
     def __post_init__(self) -> None:
-        _int_at_least("n_seeds", self.n_seeds, 2)
-        _int_at_least("base_seed", self.base_seed, 0)
+        check_int("n_seeds", self.n_seeds, 2)
+        check_int("base_seed", self.base_seed, 0)
         if not 0 <= self.reference < self.mixture.K:
             raise bad("reference", self.reference, f"a class index in [0, {self.mixture.K})")
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from mr2.seeding import as_generator
+from common.checks import bad
+from common.seeding import as_generator
 from sims.config import MixtureConfig
-from theory._checks import bad
 
 __all__ = ["labels", "sample", "sample_training_sets", "children"]
 

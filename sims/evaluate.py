@@ -22,10 +22,10 @@ import numpy as np
 import torch
 from scipy.special import ndtr
 
-from mr2.seeding import as_generator
+from common.checks import bad
+from common.seeding import as_generator
 from sims.config import MixtureConfig
 from sims.data import sample
-from theory._checks import bad
 
 __all__ = [
     "CRITERIA",

@@ -10,7 +10,7 @@ computes each setting once and a single preset rerun after ``all`` costs nothing
   and the empirical optimum (cross-fitted over seeds, so its error is not selected on itself);
 * ``bound-vs-gap``: per class, the bound's margin term against the true generalisation gap.
 
-Every CI is ``mr2.stats.bootstrap_ci`` over seeds (percentile, 95%).
+Every CI is ``common.stats.bootstrap_ci`` over seeds (percentile, 95%).
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from mr2.stats import bootstrap_ci
+from common.checks import bad
+from common.stats import bootstrap_ci
 from sims.config import EvalConfig, LearnerConfig, MixtureConfig, SearchConfig, Setting
 from sims.evaluate import CRITERIA, criterion
 from sims.search import STAGE_GRID, SettingResult, parabolic_argmin
 from theory import margin_term
-from theory._checks import bad
 
 __all__ = [
     "PRESETS",

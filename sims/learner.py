@@ -28,8 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from common.checks import bad
 from sims.config import LearnerConfig
-from theory._checks import bad
 
 __all__ = ["FitResult", "fit", "objective", "per_sample_loss", "ARMIJO_C", "MAX_HALVINGS"]
 

@@ -1,7 +1,7 @@
 """A resumable, parallel sweep over settings with a per-setting cache.
 
 Each setting's :class:`sims.search.SettingResult` is written to ``CACHE/<key>-v<N>.npz`` by the
-parent process, atomically (``mr2.io.atomic_open``), as soon as it arrives. A rerun loads the
+parent process, atomically (``common.io.atomic_open``), as soon as it arrives. A rerun loads the
 settings whose file exists and computes only the others, so an interrupted sweep loses at most the
 settings in flight. The key is a hash of the whole setting, so a changed setting is recomputed.
 
@@ -17,10 +17,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mr2.io import atomic_open
+from common.checks import bad
+from common.io import atomic_open
 from sims.config import Setting
 from sims.search import SettingResult, run_setting
-from theory._checks import bad
 
 __all__ = ["SweepResult", "run_sweep", "BACKENDS", "cache_path"]
 

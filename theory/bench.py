@@ -173,8 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     import pandas as pd
 
-    from mr2.io import write_csv
-    from theory._checks import bad
+    from common.checks import bad
+    from common.io import write_csv
 
     args = build_parser().parse_args(argv)
     for name in ("classes", "repeats", "instances", "derive_runs"):

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from theory._checks import as_float_array, bad, check_positive
+from common.checks import as_float_array, bad, check_positive
 
 __all__ = [
     "optimal_margins",

@@ -12,13 +12,13 @@ from typing import Any
 
 from torch import nn
 
+from common.checks import bad
 from mr2.losses._common import LossBase
 from mr2.losses.cdb import CDBLoss
 from mr2.losses.ce import CrossEntropyLoss
 from mr2.losses.focal import FocalLoss
 from mr2.losses.ldam import LDAMLoss, NormedLinear
 from mr2.losses.mr2_loss import MR2Loss
-from theory._checks import bad
 
 __all__ = [
     "LOSS_NAMES",

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from theory._checks import bad
+from common.checks import bad, check_in, check_real
 
 __all__ = [
     "LossBase",
@@ -31,41 +31,6 @@ def check_num_classes(num_classes: Any) -> int:
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
         raise bad("num_classes", num_classes, "an integer >= 2 (a classifier needs two classes)")
     return num_classes
-
-
-def check_real(
-    name: str,
-    value: Any,
-    *,
-    low: float | None = None,
-    high: float | None = None,
-    low_open: bool = False,
-    high_open: bool = False,
-) -> float:
-    """``value`` as a finite float in [low, high] (open ends when asked), or a ValueError."""
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        x = float("nan")
-    if isinstance(value, bool) or x != x or x in (float("inf"), float("-inf")):
-        raise bad(name, value, "a finite real number")
-    too_low = low is not None and (x <= low if low_open else x < low)
-    too_high = high is not None and (x >= high if high_open else x > high)
-    if too_low or too_high:
-        lo = "-inf" if low is None else f"{low:g}"
-        hi = "inf" if high is None else f"{high:g}"
-        interval = (
-            f"{'(' if low_open or low is None else '['}{lo}, {hi}{')' if high_open or high is None else ']'}"
-        )
-        raise bad(name, value, f"a number in {interval}")
-    return x
-
-
-def check_in(name: str, value: Any, choices: tuple[str, ...]) -> str:
-    """``value`` if it is one of ``choices``, or a ValueError listing them."""
-    if value not in choices:
-        raise bad(name, value, f"one of {', '.join(repr(c) for c in choices)}")
-    return value
 
 
 def check_class_counts(class_counts: Any, num_classes: int) -> Tensor:

@@ -30,9 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from common.checks import bad
 from mr2.losses._common import LossBase, check_class_counts, check_real
 from theory import ldam_margins
-from theory._checks import bad
 
 __all__ = ["LDAMLoss", "NormedLinear", "class_balanced_weights"]
 

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 import torch
 
+from app.cli import main as cli_main
 from mr2 import bench_loss
-from mr2.cli import main as cli_main
 
 CONTRACT_COLUMNS = ["K", "B", "d", "impl", "ms_mean", "ms_std", "speedup"]
 

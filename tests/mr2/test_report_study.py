@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mr2.io import write_json
+from common.io import write_json
 from mr2.report import (
     load_study,
     plot_class_accuracy,

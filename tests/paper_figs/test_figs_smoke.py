@@ -11,7 +11,7 @@ import json
 import numpy as np
 import pytest
 
-from mr2 import cli
+from app import cli
 from paper_figs import data, registry, style, synthetic
 from paper_figs.common import FigureContext
 
@@ -90,10 +90,10 @@ def test_theory_figure_slopes_follow_the_rule():
 
 
 def test_cached_data_is_not_recomputed(results, tmp_path, monkeypatch):
-    def refuse(ctx, argv):
-        raise AssertionError(f"recomputed {argv} although the file exists")
+    def refuse(ctx, command, make):
+        raise AssertionError(f"recomputed {command} although the file exists")
 
-    monkeypatch.setattr(data, "run_mr2", refuse)
+    monkeypatch.setattr(data, "make_missing", refuse)
     ctx = FigureContext(results=results, out=tmp_path, quick=True)
     assert data.sims_file(ctx, "bound_vs_gap.csv") == results / "sims" / "bound_vs_gap.csv"
     assert data.loss_bench_file(ctx) == results / "bench" / "loss_bench.csv"
@@ -103,16 +103,16 @@ def test_cached_data_is_not_recomputed(results, tmp_path, monkeypatch):
 def test_missing_data_runs_only_its_preset(tmp_path, monkeypatch):
     calls = []
 
-    def fake(ctx, argv):
-        calls.append(argv)
+    def fake(ctx, command, make):
+        calls.append(command)
         synthetic.write_sims(tmp_path / "sims", rng=1)
-        ctx.produced.append("mr2 " + " ".join(argv))
+        ctx.produced.append(command)
 
-    monkeypatch.setattr(data, "run_mr2", fake)
+    monkeypatch.setattr(data, "make_missing", fake)
     out = tmp_path / "figs"
     rc = cli.main(["figures", "--results", str(tmp_path), "--out", str(out), "--only", "5", "--quick"])
     assert rc == 0
-    assert calls == [["simulate", "--preset", "bound-vs-gap", "--out", str(tmp_path / "sims"), "--quick"]]
+    assert calls == [f"mr2 simulate --preset bound-vs-gap --out {tmp_path / 'sims'} --quick"]
     index = (out / "INDEX.md").read_text()
     assert "Made now because it was missing: `mr2 simulate --preset bound-vs-gap" in index
 
@@ -165,31 +165,35 @@ def test_style_sizes_and_errors():
 
 
 def test_missing_runs_are_trained_with_the_quick_plan(tmp_path, monkeypatch):
-    from paper_figs import training_plan
+    import shlex
 
-    monkeypatch.setattr(training_plan, "fashion_mnist_available", lambda data_dir=None: True)
+    from paper_figs import plans
+
+    monkeypatch.setattr(plans, "fashion_mnist_available", lambda data_dir=None: True)
     calls = []
 
-    def fake(ctx, argv):
-        calls.append(argv)
-        synthetic.write_runs(ctx.results / "runs" / argv[argv.index("--study") + 1])
+    def fake_run(self, runs, losses=None, *, progress=True):
+        calls.append((self.name, runs, losses))
+        synthetic.write_runs(runs / self.study)
+        return runs / self.study
 
-    monkeypatch.setattr(data, "run_mr2", fake)
+    monkeypatch.setattr(plans.TrainingPlan, "run", fake_run)
     ctx = FigureContext(results=tmp_path, out=tmp_path / "figs", quick=True)
     study = data.training_study(ctx)
-    plan = training_plan.PLANS["quick"]
+    plan = plans.PLANS["quick"]
     assert study == tmp_path / "runs" / plan.study
-    assert calls == [plan.argv(tmp_path / "runs", ("ce", "mr2"))]
+    assert calls == [("quick", tmp_path / "runs", ("ce", "mr2"))]
+    assert ctx.produced == ["mr2 " + shlex.join(plan.argv(tmp_path / "runs", ("ce", "mr2")))]
     assert data.training_study(ctx) == study and len(calls) == 1  # cached for the next figure
 
 
 def test_without_fashion_mnist_the_plans_fall_back_to_digits(monkeypatch):
-    from paper_figs import training_plan
+    from paper_figs import plans
 
-    monkeypatch.setattr(training_plan, "fashion_mnist_available", lambda data_dir=None: False)
+    monkeypatch.setattr(plans, "fashion_mnist_available", lambda data_dir=None: False)
     notices = []
-    plan = training_plan.choose_plan("quick", notice=notices.append)
+    plan = plans.choose_plan("quick", notice=notices.append)
     assert plan.dataset == "digits" and plan.preset == "digits-smoke" and plan.study != "fmnist-quick"
     assert len(notices) == 1 and "apt-get install -y dataset-fashion-mnist" in notices[0]
     with pytest.raises(ValueError, match="plan"):
-        training_plan.choose_plan("huge")
+        plans.choose_plan("huge")

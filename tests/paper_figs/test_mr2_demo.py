@@ -8,14 +8,14 @@ import time
 
 import pytest
 
-from mr2 import cli, demo
+from app import cli, demo
 from paper_figs import registry, synthetic
 
 TINY_DEMO_SECONDS = 150  # the tiny demo on the 2-core CI machine, all steps
 
 
 def _fake_pillars(out, calls, real_main, fail=()):
-    """A stand-in for ``mr2.cli.main`` that writes each step's files in the contract's formats; the
+    """A stand-in for ``app.cli.main`` that writes each step's files in the contract's formats; the
     figures step runs the real ``mr2 figures`` on them, for figure 3 only (the smoke tests draw the rest)."""
 
     def main(argv):
@@ -45,7 +45,7 @@ def _fake_pillars(out, calls, real_main, fail=()):
 
 
 def test_demo_runs_every_step_in_order_and_links_them(tmp_path, monkeypatch):
-    import mr2.cli as real_cli
+    import app.cli as real_cli
 
     calls = []
     monkeypatch.setattr(real_cli, "main", _fake_pillars(tmp_path, calls, real_cli.main))
@@ -65,7 +65,7 @@ def test_demo_runs_every_step_in_order_and_links_them(tmp_path, monkeypatch):
 
 
 def test_a_failed_step_is_reported_and_the_rest_still_runs(tmp_path, monkeypatch, capsys):
-    import mr2.cli as real_cli
+    import app.cli as real_cli
 
     calls = []
     monkeypatch.setattr(real_cli, "main", _fake_pillars(tmp_path, calls, real_cli.main, fail=("simulate",)))

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 import sims.experiments as ex
-from mr2.cli import main
+from app.cli import main
 from sims.verdict import verdict_table
 
 TINY = ex.PresetSpec(

@@ -30,6 +30,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mr2.demo import run_demo
+    from app.demo import run_demo
 
     return run_demo(args.out, tiny=args.tiny)

@@ -1,4 +1,4 @@
-"""Which training runs the figures and the demo make when none are cached, through ``mr2 train``.
+"""Which training runs the figures and the demo make when none are cached (``mr2.train.run_study``).
 
 Three plans, all CE against MR2 on the same seeds (figures 1 and 2 pair them):
 
@@ -9,18 +9,20 @@ Three plans, all CE against MR2 on the same seeds (figures 1 and 2 pair them):
 
 When Fashion-MNIST is not installed, ``full`` and ``quick`` fall back to the digits plan with a notice
 (the training pillar's own error names the install command).
+
+A plan runs through the training library (``TrainingPlan.run``), never through command-line strings;
+``TrainingPlan.argv`` gives the equivalent ``mr2 train`` command for the figure index and the demo.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from theory._checks import bad
+from common.checks import bad
 
-__all__ = ["TrainingPlan", "PLANS", "fashion_mnist_available", "choose_plan", "train_for_figures"]
+__all__ = ["TrainingPlan", "PLANS", "fashion_mnist_available", "choose_plan"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,25 @@ class TrainingPlan:
         for key, value in self.overrides.items():
             args += ["--set", f"{key}={value}"]
         return args
+
+    def run(self, runs: str | Path, losses: tuple[str, ...] | None = None, *, progress: bool = True) -> Path:
+        """Make (or skip, when finished) every run of the plan under ``runs``; the study folder.
+
+        Raises RuntimeError naming the runs that diverged (the figures cannot use a half study).
+        """
+        from mr2.train import run_study
+
+        overrides = dict(self.overrides)
+        if self.epochs is not None:
+            overrides["epochs"] = self.epochs
+        records = run_study(
+            self.preset, runs=runs, losses=losses or self.losses, seeds=self.seeds, overrides=overrides,
+            study=self.study, progress=progress,
+        )  # fmt: skip
+        failed = [r for r in records if r["status"] == "diverged"]
+        if failed:
+            raise RuntimeError("; ".join(f"{r['run_dir']} diverged: {r['error']}" for r in failed))
+        return Path(runs) / self.study
 
 
 PLANS: dict[str, TrainingPlan] = {
@@ -82,15 +103,3 @@ def choose_plan(name: str, *, notice=print) -> TrainingPlan:
         )
         plan = dataclasses.replace(PLANS["tiny"], name=name, study=DIGITS_FALLBACK[name])
     return plan
-
-
-def train_for_figures(ctx, losses: tuple[str, ...]) -> Path:
-    """Run the quick (``ctx.quick``) or full plan for ``losses`` under ``RESULTS/runs``; its study folder."""
-    from paper_figs.data import run_mr2
-
-    plan = choose_plan(
-        "quick" if ctx.quick else "full", notice=lambda m: print(f"[figures] {m}", file=sys.stderr)
-    )
-    runs = ctx.results / "runs"
-    run_mr2(ctx, plan.argv(runs, losses))
-    return runs / plan.study

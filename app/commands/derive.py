@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # heavy imports here, not at module level: `mr2 --help` must stay fast
-    from mr2.io import code_version, write_text
+    from common.io import code_version, write_text
     from theory.derivation import derivation
     from theory.theorem import rules_summary, theorem_markdown
 

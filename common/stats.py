@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from mr2.seeding import as_generator
+from common.seeding import as_generator
 
 __all__ = ["bootstrap_ci", "BootstrapResult"]
 

@@ -1,7 +1,8 @@
 """Argument checks shared by the whole project.
 
 Every bad input raises a ``ValueError`` whose message names the argument, the value it got and what
-was expected (house style, rule 9). Keep the wording in one place so that messages read alike.
+was expected (docs/conventions.md). Keep the wording in one place so that messages read alike: every
+layer above (``theory``, ``sims``, ``mr2``, the figures and the command line) validates through these.
 """
 
 from __future__ import annotations
@@ -10,7 +11,16 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["bad", "as_float_array", "check_positive", "summarise"]
+__all__ = [
+    "bad",
+    "summarise",
+    "as_float_array",
+    "check_positive",
+    "check_real",
+    "check_in",
+    "check_int",
+    "positive_floats",
+]
 
 
 def summarise(value: Any, max_items: int = 6) -> str:
@@ -60,3 +70,58 @@ def check_positive(name: str, value: Any) -> float:
     if not np.isfinite(x) or x <= 0:
         raise bad(name, value, "a finite real number > 0")
     return x
+
+
+def check_real(
+    name: str,
+    value: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
+    """``value`` as a finite float in [low, high] (open ends when asked), or a ValueError."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        x = float("nan")
+    if isinstance(value, bool) or x != x or x in (float("inf"), float("-inf")):
+        raise bad(name, value, "a finite real number")
+    too_low = low is not None and (x <= low if low_open else x < low)
+    too_high = high is not None and (x >= high if high_open else x > high)
+    if too_low or too_high:
+        lo = "-inf" if low is None else f"{low:g}"
+        hi = "inf" if high is None else f"{high:g}"
+        interval = (
+            f"{'(' if low_open or low is None else '['}{lo}, {hi}{')' if high_open or high is None else ']'}"
+        )
+        raise bad(name, value, f"a number in {interval}")
+    return x
+
+
+def check_in(name: str, value: Any, choices: tuple[str, ...]) -> str:
+    """``value`` if it is one of ``choices``, or a ValueError listing them."""
+    if value not in choices:
+        raise bad(name, value, f"one of {', '.join(repr(c) for c in choices)}")
+    return value
+
+
+def check_int(name: str, value: Any, low: int) -> int:
+    """``value`` as an int >= ``low`` (bools refused), or a ValueError."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise bad(name, value, f"an integer >= {low}")
+    return int(value)
+
+
+def positive_floats(name: str, values: Any) -> tuple[float, ...]:
+    """A non-empty sequence of finite reals > 0 as a tuple of floats, or a ValueError."""
+    try:
+        out = tuple(float(v) for v in values)
+    except (TypeError, ValueError):
+        raise bad(name, values, "a sequence of real numbers > 0") from None
+    if not out:
+        raise bad(name, values, "a non-empty sequence")
+    if not all(np.isfinite(v) and v > 0 for v in out):
+        raise bad(name, values, "finite real numbers > 0")
+    return out

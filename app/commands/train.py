@@ -38,8 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import time
 
+    from common.checks import bad
     from mr2.train import PRESETS, get_preset, run_study
-    from theory._checks import bad
 
     if args.list or not args.preset:
         for p in PRESETS.values():

@@ -1,4 +1,4 @@
-"""The ``mr2`` command line: one sub-command per module in ``mr2.commands``.
+"""The ``mr2`` command line: one sub-command per module in ``app.commands``.
 
 Each command module exposes ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``,
 and imports nothing heavy at module level, so that ``mr2 --help`` and ``mr2 derive`` start fast.
@@ -23,9 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for name in COMMANDS:
         try:
-            mod = importlib.import_module(f"mr2.commands.{name}")
+            mod = importlib.import_module(f"app.commands.{name}")
         except ModuleNotFoundError as exc:
-            if exc.name != f"mr2.commands.{name}":
+            if exc.name != f"app.commands.{name}":
                 raise
             continue  # a command not built yet is simply not offered
         p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)

@@ -43,7 +43,7 @@ class Step:
 
 
 def _run(step: Step) -> None:
-    from mr2 import cli
+    from app import cli
 
     print(f"\n[demo] {step.name}: {step.command}", flush=True)
     t0 = time.perf_counter()
@@ -62,7 +62,7 @@ def _run(step: Step) -> None:
 def plan_steps(out: Path, *, tiny: bool) -> tuple[list[Step], str]:
     """The demo's steps for ``out``, and the training study's folder name."""
     from paper_figs.data import QUICK_BENCH_ARGS
-    from paper_figs.training_plan import choose_plan
+    from paper_figs.plans import choose_plan
 
     plan = choose_plan("tiny" if tiny else "quick", notice=lambda m: print(f"[demo] {m}", flush=True))
     study = out / "runs" / plan.study
@@ -146,7 +146,7 @@ def write_summary(out: Path, steps: list[Step], *, dataset: str, total_seconds: 
     pillar's own report, linking the full files."""
     import json
 
-    from mr2.io import code_version, write_text
+    from common.io import code_version, write_text
 
     version = code_version()
     now = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
