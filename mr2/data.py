@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from common.checks import bad
+from common.contracts import FASHION_MNIST_CLASSES
 
 __all__ = [
     "DATASET_NAMES",
@@ -53,10 +54,6 @@ __all__ = [
 DATASET_NAMES = ("fashion-mnist", "digits", "cifar10", "cifar100", "folder")
 DEBIAN_FMNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FMNIST_INSTALL = "apt-get update && apt-get install -y dataset-fashion-mnist"
-FASHION_MNIST_CLASSES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-)  # fmt: skip
 FMNIST_FILES = {
     "train_images": "train-images-idx3-ubyte",
     "train_labels": "train-labels-idx1-ubyte",

@@ -1,20 +1,17 @@
-"""Per-class numbers (house style, rule 6) and the feature statistic of the bound, a_k.
+"""Per-class numbers (docs/conventions.md, reporting) and the feature statistic of the bound, a_k.
 
 All functions are vectorised over samples and classes (``bincount``/``index_add``), no Python loops.
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 
 from common.checks import bad
+from common.summaries import class_summary
 
-__all__ = ["per_class_accuracy", "class_summary", "class_feature_stats", "confusion_matrix", "TAIL_FRACTION"]
-
-TAIL_FRACTION = 0.10  # bottom/top tail: the ceil(10% of K) worst/best classes (1 class when K = 10)
+__all__ = ["per_class_accuracy", "class_summary", "class_feature_stats", "confusion_matrix"]
 
 
 def confusion_matrix(preds: torch.Tensor, targets: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -28,28 +25,6 @@ def per_class_accuracy(preds: torch.Tensor, targets: torch.Tensor, num_classes: 
     correct = torch.bincount(targets[preds == targets], minlength=num_classes).double()
     total = torch.bincount(targets, minlength=num_classes).double()
     return (correct / total).cpu().numpy()
-
-
-def class_summary(per_class: np.ndarray) -> dict[str, float | int]:
-    """Worst class, bottom/top-10% means and spread of per-class accuracies (K,) -> dict.
-
-    Keys: ``worst_class`` (index), ``worst_class_accuracy``, ``bottom10_accuracy`` (mean of the
-    ceil(0.1 K) lowest), ``top10_accuracy`` (mean of the ceil(0.1 K) highest), ``class_accuracy_std``
-    (population standard deviation over classes), ``balanced_accuracy`` (mean over classes).
-    """
-    acc = np.asarray(per_class, dtype=np.float64)
-    if acc.ndim != 1 or acc.size < 2 or not np.all(np.isfinite(acc)):
-        raise bad("per_class", acc, "a 1-D array of at least 2 finite accuracies (every class present)")
-    tail = max(1, math.ceil(TAIL_FRACTION * acc.size))
-    srt = np.sort(acc)
-    return {
-        "worst_class": int(np.argmin(acc)),
-        "worst_class_accuracy": float(srt[0]),
-        "bottom10_accuracy": float(srt[:tail].mean()),
-        "top10_accuracy": float(srt[-tail:].mean()),
-        "class_accuracy_std": float(acc.std()),
-        "balanced_accuracy": float(acc.mean()),
-    }
 
 
 def class_feature_stats(

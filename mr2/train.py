@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from common.checks import bad
+from common.contracts import LOSSES
 from common.io import code_version, read_json, torch_save, write_csv, write_json
 from common.seeding import seed_everything
 from mr2 import data as mdata
@@ -123,7 +124,7 @@ class Preset:
         return apply_overrides(cfg, {**self.per_loss.get(loss, {}), **overrides})
 
 
-ALL_LOSSES = ("ce", "focal", "ldam", "cdb", "mr2", "mr2-logit", "mr2-rep")
+ALL_LOSSES = LOSSES
 # LDAM as its authors run it: cosine head, logits scaled by s = 30 (on balanced data all margins = 0.5)
 LDAM_COSINE = {"head": "cosine", "loss.s": 30.0}
 

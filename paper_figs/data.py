@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from common.checks import bad
+from common.contracts import SIMS_FILES
 from paper_figs.common import FigureContext
 
 __all__ = [
@@ -33,12 +34,7 @@ __all__ = [
     "training_study",
 ]
 
-# file written by `mr2 simulate` -> the preset that writes it
-SIMS_PRESETS = {
-    "margin_vs_variance.csv": "margin-vs-variance",
-    "theory_vs_uniform.csv": "theory-vs-uniform",
-    "bound_vs_gap.csv": "bound-vs-gap",
-}
+SIMS_PRESETS = SIMS_FILES  # file written by `mr2 simulate` -> the preset that writes it
 
 
 # `mr2 bench loss` options under --quick: fewer timed repetitions (same K, B, d as the full benchmark)

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from common.contracts import loss_label
 from paper_figs import data, style
 from paper_figs.common import FigureContext, Made, figure_main
 
@@ -28,19 +29,6 @@ CAPTION = (
 )
 
 LOSSES = ("ce", "mr2")
-LABELS = {
-    "ce": "CE",
-    "mr2": "MR²",
-    "focal": "focal",
-    "ldam": "LDAM",
-    "cdb": "CDB",
-    "mr2-logit": "MR² logit only",
-    "mr2-rep": "MR² rep. only",
-}
-
-
-def label(loss: str) -> str:
-    return LABELS.get(loss, loss)
 
 
 def class_accuracy_ci(frame: Any, *, seed: int, value: str = "accuracy") -> Any:
@@ -147,7 +135,7 @@ def plot_class_accuracy(summary: Any, order: list[int], *, ax: Any = None) -> tu
             yerr=_errorbars(s["mean"].to_numpy(), s["ci_low"].to_numpy(), s["ci_high"].to_numpy()),
             fmt="o",
             color=style.loss_color(loss),
-            label=f"{label(loss)} ({int(s['n_seeds'].iloc[0])} seeds)",
+            label=f"{loss_label(loss)} ({int(s['n_seeds'].iloc[0])} seeds)",
             ms=3.5,
             elinewidth=1.0,
         )
@@ -177,7 +165,7 @@ def plot_paired_difference(diff: Any, order: list[int], loss: str, *, ax: Any = 
         elinewidth=1.0,
     )
     ax.set_xticks(x, list(d["class_name"]), rotation=45, ha="right", rotation_mode="anchor")
-    ax.set_ylabel(f"{label(loss)} − CE (points)")
+    ax.set_ylabel(f"{loss_label(loss)} − CE (points)")
     ax.set_title(f"(b) paired difference, {int(d['n_seeds'].iloc[0])} seeds", loc="left")
     return fig, ax
 

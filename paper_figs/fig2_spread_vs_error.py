@@ -18,9 +18,10 @@ from typing import Any
 
 import numpy as np
 
+from common.contracts import loss_label
 from paper_figs import data, style
 from paper_figs.common import FigureContext, Made, figure_main
-from paper_figs.fig1_class_accuracy import LOSSES, class_accuracy_ci, label
+from paper_figs.fig1_class_accuracy import LOSSES, class_accuracy_ci
 
 NUMBER = 2
 NAME = "spread_vs_error"
@@ -88,7 +89,7 @@ def plot_spread_vs_error(
         err.loc[spr.index, "class_name"].to_numpy(),
     )
     ax.set(xlabel=r"relative spread $a_k / \bar a$", ylabel="test error")
-    title = label(loss) if rho is None else f"{label(loss)}: {_fmt_rho(*rho)}"
+    title = loss_label(loss) if rho is None else f"{loss_label(loss)}: {_fmt_rho(*rho)}"
     ax.set_title(title, loc="left")
     return fig, ax
 
@@ -115,7 +116,7 @@ def plot_correlations(corr: Any, *, ax: Any = None) -> tuple[Any, Any]:
             fmt="o",
             ms=3.5,
             color=style.loss_color(loss),
-            label=label(loss),
+            label=loss_label(loss),
             elinewidth=1.0,
         )
     ax.axvline(0.0, color="0.3", lw=0.8)
@@ -161,7 +162,7 @@ def make(ctx: FigureContext) -> Made:
     for _, r in corr.iterrows():
         if r["statistic"] in ("a_k", "s_k²/‖mu_k‖²"):
             notes.append(
-                f"{label(r['loss'])}: rho({r['statistic']}, error) = {r['rho']:.2f} "
+                f"{loss_label(r['loss'])}: rho({r['statistic']}, error) = {r['rho']:.2f} "
                 f"[{r['ci_low']:.2f}, {r['ci_high']:.2f}]."
             )
     return Made(fig=fig, data_files=files, notes=notes, table=corr)

@@ -33,10 +33,6 @@ DOUBLE_COLUMN = 6.9  # inches: the full text width
 FONT_SIZE = 8  # points: body text of a paper is ~10 pt; figure text a little smaller, never below 6
 DPI = 300  # dots per inch of the PNG copies (the PDFs are vector)
 
-# Fixed colour per loss (indices into seaborn's colour-blind palette), so a loss keeps its colour
-# from figure to figure; unknown names take the remaining colours in order.
-_LOSS_ORDER = ("ce", "mr2", "focal", "ldam", "cdb", "mr2-logit", "mr2-rep")
-
 
 def set_theme() -> None:
     """Apply the project's theme (idempotent): white grid, colour-blind palette, paper font sizes."""
@@ -83,10 +79,12 @@ def palette(n: int) -> list[tuple[float, float, float]]:
 
 def loss_color(name: str) -> tuple[float, float, float]:
     """The fixed colour of a loss (e.g. ``"ce"``, ``"mr2"``)."""
+    from common.contracts import LOSS_COLOR_INDEX
+
     colors = palette(10)
-    if name in _LOSS_ORDER:
-        return colors[_LOSS_ORDER.index(name)]
-    return colors[(len(_LOSS_ORDER) + sum(map(ord, name))) % 10]
+    if name in LOSS_COLOR_INDEX:
+        return colors[LOSS_COLOR_INDEX[name]]
+    return colors[(len(LOSS_COLOR_INDEX) + sum(map(ord, name))) % 10]
 
 
 def figsize(width: str | float = "single", aspect: float = 0.75) -> tuple[float, float]:

@@ -10,23 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
+from common.contracts import FASHION_MNIST_CLASSES
 from common.io import write_csv, write_json
 from common.seeding import as_generator
+from common.summaries import class_summary
 
 __all__ = ["write_all", "write_runs", "write_sims", "write_loss_bench", "FASHION_CLASSES"]
 
-FASHION_CLASSES = (
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-)
+FASHION_CLASSES = FASHION_MNIST_CLASSES
 _BASE_ACC = np.array([0.86, 0.97, 0.83, 0.90, 0.84, 0.96, 0.66, 0.95, 0.97, 0.96])
 
 
@@ -42,18 +33,12 @@ def write_runs(
             acc = np.clip(_BASE_ACC + 0.01 * li * (1 - _BASE_ACC) * 3 + gen.normal(0, 0.01, k), 0, 1)
             spread = 20.0 * (1.2 - acc) * np.exp(gen.normal(0, 0.1, k))
             within = spread * gen.uniform(0.2, 0.6, k)  # s_k^2; the rest is ||mu_k||^2
-            order = np.sort(acc)
-            tenth = max(1, k // 10)
             write_json(
                 study / loss / f"seed{seed}" / "metrics.json",
                 {
                     "accuracy": float(acc.mean()),
                     "per_class_accuracy": acc,
-                    "worst_class": int(np.argmin(acc)),
-                    "worst_class_accuracy": float(acc.min()),
-                    "bottom10_accuracy": float(order[:tenth].mean()),
-                    "top10_accuracy": float(order[-tenth:].mean()),
-                    "class_accuracy_std": float(acc.std()),
+                    **class_summary(acc),
                     "class_spread": spread,
                     "class_within_spread": within,
                     "class_mean_norm2": spread - within,

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from common.checks import bad
+from common.contracts import SIMS_PRESETS
 from common.stats import bootstrap_ci
 from sims.config import EvalConfig, LearnerConfig, MixtureConfig, SearchConfig, Setting
 from sims.evaluate import CRITERIA, criterion
@@ -40,7 +41,7 @@ __all__ = [
     "N_BOOT",
 ]
 
-PRESETS = ("margin-vs-variance", "theory-vs-uniform", "bound-vs-gap", "all")
+PRESETS = SIMS_PRESETS
 N_BOOT = 2000  # bootstrap resamples for every CI
 BOOT_SEED = 20260  # the bootstrap's own generator seed (CIs are reproducible)
 

@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "Gaussian-mixture simulations: does the optimal margin grow with each class's variance?"
+from common.contracts import SIMS_PRESETS
 
-PRESET_NAMES = (
-    "margin-vs-variance",
-    "theory-vs-uniform",
-    "bound-vs-gap",
-    "all",
-)  # = sims.experiments.PRESETS
+HELP = "Gaussian-mixture simulations: does the optimal margin grow with each class's variance?"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", required=True, choices=PRESET_NAMES, help="which experiment(s)")
+    parser.add_argument("--preset", required=True, choices=SIMS_PRESETS, help="which experiment(s)")
     parser.add_argument("--quick", action="store_true", help="a small grid (under a minute on 2 cores)")
     parser.add_argument("--out", default="results/sims", help="output folder (default: results/sims)")
     parser.add_argument("--jobs", type=int, default=2, help="parallel workers (default 2)")

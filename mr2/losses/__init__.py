@@ -13,6 +13,7 @@ from typing import Any
 from torch import nn
 
 from common.checks import bad
+from common.contracts import LOSSES
 from mr2.losses._common import LossBase
 from mr2.losses.cdb import CDBLoss
 from mr2.losses.ce import CrossEntropyLoss
@@ -32,7 +33,7 @@ __all__ = [
     "CDBLoss",
 ]
 
-LOSS_NAMES = ("ce", "focal", "ldam", "cdb", "mr2", "mr2-logit", "mr2-rep")
+LOSS_NAMES = LOSSES
 
 # name -> (class, options fixed by the name)
 _REGISTRY: dict[str, tuple[type[LossBase], dict[str, Any]]] = {

@@ -1,0 +1,166 @@
+"""The interfaces between the pillars, in one place: names, files and columns that one part of the
+project writes and another reads.
+
+Producers (``sims``, ``mr2.train``, the benchmarks), readers (``mr2.report``, ``paper_figs``, the
+notebooks) and the tests import these instead of restating them, and ``tests/test_contracts.py``
+checks that every producer's output carries the contract's columns. ``docs/CONTRACTS.md`` documents
+the same names for people; this module is the copy the code uses.
+
+Nothing here imports numpy, torch or pandas: the command line reads it to build ``--help``.
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+
+__all__ = [
+    "LOSSES",
+    "LOSS_LABELS",
+    "LOSS_COLOR_INDEX",
+    "loss_label",
+    "BASELINE_LOSS",
+    "MR2_LOSSES",
+    "RUN_FILES",
+    "CONFIG_FILE",
+    "LOG_FILE",
+    "CHECKPOINT_FILE",
+    "METRICS_FILE",
+    "METRICS_KEYS",
+    "SUMMARY_METRICS",
+    "METRIC_LABELS",
+    "HIGHER_IS_BETTER",
+    "TAIL_FRACTION",
+    "SIMS_PRESETS",
+    "SIMS_FILES",
+    "SIMS_COLUMNS",
+    "LOSS_BENCH_COLUMNS",
+    "LOSS_BENCH_FILE",
+    "FASHION_MNIST_CLASSES",
+]
+
+# ------------------------------------------------------------------------------------------- losses
+# Every loss `mr2.losses.make_loss` builds, in the order tables and figures show them.
+LOSSES: tuple[str, ...] = ("ce", "focal", "ldam", "cdb", "mr2", "mr2-logit", "mr2-rep")
+BASELINE_LOSS = "ce"  # what the paired comparisons subtract
+MR2_LOSSES: tuple[str, ...] = ("mr2", "mr2-logit", "mr2-rep")  # MR2 and its ablations
+LOSS_LABELS = MappingProxyType(
+    {
+        "ce": "CE",
+        "focal": "focal",
+        "ldam": "LDAM",
+        "cdb": "CDB",
+        "mr2": "MR²",
+        "mr2-logit": "MR² logit only",
+        "mr2-rep": "MR² rep. only",
+    }
+)
+# Fixed colour per loss: an index into seaborn's 10-colour colour-blind palette, so a loss keeps its
+# colour from figure to figure (CE blue, MR2 orange). Names not listed take the remaining colours.
+LOSS_COLOR_INDEX = MappingProxyType(
+    {"ce": 0, "mr2": 1, "focal": 2, "ldam": 3, "cdb": 4, "mr2-logit": 5, "mr2-rep": 6}
+)
+
+
+def loss_label(name: str) -> str:
+    """The display label of a loss (its name when it has none)."""
+    return LOSS_LABELS.get(name, name)
+
+
+# ------------------------------------------------------------------------------------ training runs
+# RUNS/<study>/<loss>/seed<k>/ holds these files (mr2.train writes them, mr2.report and the figures
+# read them).
+CONFIG_FILE = "config.json"  # the config, the code version (git hash) and the environment
+LOG_FILE = "log.csv"  # one row per epoch
+CHECKPOINT_FILE = "checkpoint.pt"  # written atomically after every epoch
+METRICS_FILE = "metrics.json"  # test numbers of the selected model
+RUN_FILES: tuple[str, ...] = (CONFIG_FILE, LOG_FILE, CHECKPOINT_FILE, METRICS_FILE)
+
+# Keys every metrics.json holds (it may hold more).
+METRICS_KEYS: tuple[str, ...] = (
+    "accuracy",  # fraction of test images right
+    "per_class_accuracy",  # list of K fractions
+    "worst_class",  # index of the worst class
+    "worst_class_accuracy",
+    "bottom10_accuracy",  # mean over the ceil(10% of K) worst classes
+    "top10_accuracy",  # mean over the ceil(10% of K) best classes
+    "class_accuracy_std",  # population std over classes
+    "class_spread",  # list of K: a_k = ||mu_k||^2 + s_k^2 of the selected model's training features (L2)
+    "class_mean_norm2",  # list of K: ||mu_k||^2
+    "class_within_spread",  # list of K: s_k^2
+    "dataset",
+    "class_names",
+    "loss",
+    "seed",
+)
+# The per-run summaries a report compares across losses, and how to read them.
+SUMMARY_METRICS: tuple[str, ...] = (
+    "accuracy",
+    "bottom10_accuracy",
+    "worst_class_accuracy",
+    "top10_accuracy",
+    "class_accuracy_std",
+)
+METRIC_LABELS = MappingProxyType(
+    {
+        "accuracy": "overall accuracy",
+        "bottom10_accuracy": "bottom-10% classes",
+        "worst_class_accuracy": "worst class",
+        "top10_accuracy": "top-10% classes",
+        "class_accuracy_std": "std over classes",
+    }
+)
+HIGHER_IS_BETTER = MappingProxyType({m: m != "class_accuracy_std" for m in SUMMARY_METRICS})
+# bottom/top tail: the ceil(TAIL_FRACTION * K) worst/best classes (1 class when K = 10)
+TAIL_FRACTION = 0.10
+
+# ------------------------------------------------------------------------------------------- sims
+SIMS_PRESETS: tuple[str, ...] = ("margin-vs-variance", "theory-vs-uniform", "bound-vs-gap", "all")
+# file written by `mr2 simulate` -> the preset that writes it
+SIMS_FILES = MappingProxyType(
+    {
+        "margin_vs_variance.csv": "margin-vs-variance",
+        "theory_vs_uniform.csv": "theory-vs-uniform",
+        "bound_vs_gap.csv": "bound-vs-gap",
+    }
+)
+_REGIME = ("K", "loss", "d", "n_per_class", "mu")
+# the columns each sims table holds at least (in this order at the front of the file)
+SIMS_COLUMNS = MappingProxyType(
+    {
+        "margin_vs_variance.csv": (
+            *_REGIME, "sigma_ratio", "class", "reference", "criterion", "opt_log_margin_ratio", "ci_low",
+            "ci_high", "theory_log_margin_ratio", "log_spread_ratio", "at_boundary", "opt_error",
+            "uniform_error", "theory_error", "n_seeds", "mean_margin", "l2", "setting",
+        ),
+        "exponents.csv": (
+            *_REGIME, "criterion", "exponent", "ci_low", "ci_high", "theory_exponent", "theory_in_ci",
+            "exponent_verdict", "boundary_optima", "n_points",
+        ),
+        "verdict.csv": (
+            *_REGIME, "criterion", "exponent", "ci_low", "ci_high", "theory_exponent", "verdict", "agree",
+            "oppose", "settings", "boundary_optima",
+        ),
+        "theory_vs_uniform.csv": (
+            *_REGIME, "sigmas", "sigma_ratio", "setting", "choice", "metric", "class", "class_sigma",
+            "point", "ci_low", "ci_high", "diff_vs_uniform", "diff_ci_low", "diff_ci_high",
+        ),
+        "bound_vs_gap.csv": (
+            *_REGIME, "sigma_ratio", "setting", "choice", "class", "class_sigma", "margin", "margin_term",
+            "margin_term_ci_low", "margin_term_ci_high", "gen_gap", "gen_gap_ci_low", "gen_gap_ci_high",
+            "ramp_gap", "ramp_gap_ci_low", "ramp_gap_ci_high", "test_error", "test_error_ci_low",
+            "test_error_ci_high", "weight_norm",
+        ),
+    }
+)  # fmt: skip
+
+# -------------------------------------------------------------------------------------- benchmarks
+LOSS_BENCH_FILE = "loss_bench.csv"
+LOSS_BENCH_COLUMNS: tuple[str, ...] = (
+    "K", "B", "d", "impl", "ms_mean", "ms_std", "speedup", "ratio_to_ce", "ms_median",
+)  # fmt: skip
+
+# ------------------------------------------------------------------------------------------- data
+FASHION_MNIST_CLASSES: tuple[str, ...] = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)  # fmt: skip
