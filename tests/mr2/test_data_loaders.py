@@ -32,12 +32,12 @@ def _write_fmnist(folder, gz=True, n_train=N_TRAIN, n_test=N_TEST, seed=0):
 def no_system_fmnist(monkeypatch, tmp_path):
     """Hide the system copy and torchvision, so only what a test writes can be found."""
     monkeypatch.delenv("MR2_DATA", raising=False)
-    monkeypatch.setattr(mdata, "DEBIAN_FMNIST_DIR", tmp_path / "no-debian")
+    monkeypatch.setattr(mdata.sources, "DEBIAN_FMNIST_DIR", tmp_path / "no-debian")
 
     def no_torchvision(*args, **kwargs):
         raise ImportError("torchvision hidden by the test")
 
-    monkeypatch.setattr(mdata, "_torchvision_download", no_torchvision)
+    monkeypatch.setattr(mdata.sources, "_torchvision_download", no_torchvision)
 
 
 @pytest.mark.parametrize("gz", [True, False])
@@ -169,7 +169,8 @@ def test_data_cifar100_from_archive_and_corrupt_batch(tmp_path, monkeypatch):
 def test_data_cifar_missing_says_what_to_do(tmp_path, monkeypatch):
     monkeypatch.delenv("MR2_DATA", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.setattr(mdata, "_torchvision_download", lambda *a, **k: (_ for _ in ()).throw(ImportError()))
+    refuse = lambda *a, **k: (_ for _ in ()).throw(ImportError())  # noqa: E731 - no torchvision here
+    monkeypatch.setattr(mdata.sources, "_torchvision_download", refuse)
     with pytest.raises(ValueError, match="cifar-10-python.tar.gz.*pip install torchvision"):
         mdata.load_arrays("cifar10", str(tmp_path / "nothing"))
 

@@ -1,14 +1,7 @@
-"""Image classification data held in memory: Fashion-MNIST, scikit-learn digits, CIFAR-10/100, folders.
+"""Where each dataset lives on disk, and how it is read into numpy arrays.
 
-Every loader returns uint8 images shaped (N, C, H, W) and int64 labels; ``load_dataset`` holds out a
-seeded, stratified validation split from the training set (model selection never looks at the test
-split) and computes the per-channel normalisation from the remaining training images only.
-
-The sets are small (at most 60,000 images), so they stay in memory as tensors and ``batch_indices``
-replaces a DataLoader: shuffling, DistributedSampler-style sharding and augmentation are tensor ops
-driven by an explicit ``torch.Generator`` (same seed, same batches).
-
-Sources, in lookup order (``../shared/SETUP-NOTES.md``):
+Every reader returns ``(x_train, y_train, x_test, y_test, class_names, source)`` with uint8 images
+(N, C, H, W) and integer labels. Sources, in lookup order (docs/setup.md):
 
 * Fashion-MNIST: ``data_dir`` (explicit), ``$MR2_DATA``, ``/usr/share/datasets/fashion-mnist``
   (Debian's ``dataset-fashion-mnist``), then a torchvision download where installed and online.
@@ -20,40 +13,29 @@ Sources, in lookup order (``../shared/SETUP-NOTES.md``):
 
 from __future__ import annotations
 
-import gzip
 import os
 import pickle
-import struct
 import tarfile
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from common.checks import bad
 from common.contracts import FASHION_MNIST_CLASSES
+from mr2.data.idx import FMNIST_INSTALL, read_idx
+from mr2.data.splits import stratified_split
 
 __all__ = [
     "DATASET_NAMES",
-    "FASHION_MNIST_CLASSES",
-    "ImageData",
-    "load_dataset",
-    "load_arrays",
-    "read_idx",
-    "write_idx",
+    "DEBIAN_FMNIST_DIR",
+    "FMNIST_FILES",
     "find_fashion_mnist",
-    "stratified_split",
-    "batch_indices",
-    "normalize",
-    "augment",
+    "load_arrays",
 ]
 
 DATASET_NAMES = ("fashion-mnist", "digits", "cifar10", "cifar100", "folder")
 DEBIAN_FMNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
-FMNIST_INSTALL = "apt-get update && apt-get install -y dataset-fashion-mnist"
 FMNIST_FILES = {
     "train_images": "train-images-idx3-ubyte",
     "train_labels": "train-labels-idx1-ubyte",
@@ -64,85 +46,6 @@ CIFAR_DIRS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
 CIFAR_ARCHIVES = {"cifar10": "cifar-10-python.tar.gz", "cifar100": "cifar-100-python.tar.gz"}
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
-# IDX type byte -> numpy dtype (big-endian), from the MNIST file-format description
-_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-
-
-@dataclass(frozen=True)
-class ImageData:
-    """A dataset split three ways, in memory.
-
-    Images are uint8 tensors (N, C, H, W) in [0, 255]; labels are int64 (N,) in [0, K).
-    ``mean``/``std`` are per-channel statistics of the training split in [0, 1] units.
-    """
-
-    name: str
-    class_names: tuple[str, ...]
-    x_train: torch.Tensor
-    y_train: torch.Tensor
-    x_val: torch.Tensor
-    y_val: torch.Tensor
-    x_test: torch.Tensor
-    y_test: torch.Tensor
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    source: str
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    @property
-    def in_channels(self) -> int:
-        return int(self.x_train.shape[1])
-
-    @property
-    def image_size(self) -> int:
-        return int(self.x_train.shape[-1])
-
-    def class_counts(self) -> torch.Tensor:
-        """Training-split images per class, shape (K,)."""
-        return torch.bincount(self.y_train, minlength=self.num_classes)
-
-
-# --------------------------------------------------------------------------------------------- IDX
-def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:
-    """Write ``array`` in the IDX format (gzip-compressed when ``path`` ends in ``.gz``)."""
-    arr = np.asarray(array)
-    code = {np.dtype(v).newbyteorder("="): k for k, v in _IDX_DTYPES.items()}.get(arr.dtype.newbyteorder("="))
-    if code is None:
-        raise bad(
-            "array.dtype", arr.dtype, f"one of {sorted({np.dtype(v).name for v in _IDX_DTYPES.values()})}"
-        )
-    header = struct.pack(">BBBB", 0, 0, code, arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape)
-    payload = header + arr.astype(_IDX_DTYPES[code]).tobytes()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(gzip.compress(payload) if path.suffix == ".gz" else payload)
-
-
-def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """Read an IDX file (plain or ``.gz``) into a native-endian array; corrupt files raise ValueError."""
-    path = Path(path)
-    fix = f"delete {path} and reinstall it ({FMNIST_INSTALL}) or download it again"
-    try:
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise ValueError(f"{path}: unreadable IDX file ({exc}); {fix}") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
-        raise ValueError(f"{path}: not an IDX file (bad magic number {raw[:4].hex()}); {fix}")
-    ndim = raw[3]
-    if len(raw) < 4 + 4 * ndim:
-        raise ValueError(f"{path}: truncated IDX header; {fix}")
-    shape = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
-    dtype = np.dtype(_IDX_DTYPES[raw[2]])
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    body = raw[4 + 4 * ndim :]
-    if len(body) != expected:
-        raise ValueError(
-            f"{path}: IDX body has {len(body)} bytes, header shape {shape} needs {expected}; {fix}"
-        )
-    return np.frombuffer(body, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
 
 
 def _fmnist_files_in(folder: Path) -> dict[str, Path] | None:
@@ -395,28 +298,6 @@ def _load_folder(data_dir: str | None, channels: int, image_size: int | None) ->
     return x_tr, y_tr, x_te, y_te, class_names, str(root)
 
 
-# --------------------------------------------------------------------------------------- splitting
-def stratified_split(
-    labels: np.ndarray, fraction: float, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """Split indices into (kept, held_out) with ``round(fraction * n_k)`` of each class held out.
-
-    Vectorised: shuffle, stable-sort by class, then rank within class. Each class keeps at least one
-    sample. Both index arrays are sorted (so the kept order does not depend on the draw).
-    """
-    labels = np.asarray(labels)
-    if not 0.0 <= fraction < 1.0:
-        raise bad("fraction", fraction, "a fraction in [0, 1)")
-    perm = rng.permutation(len(labels))
-    order = perm[np.argsort(labels[perm], kind="stable")]
-    sorted_labels = labels[order]
-    classes, starts, counts = np.unique(sorted_labels, return_index=True, return_counts=True)
-    rank = np.arange(len(labels)) - np.repeat(starts, counts)
-    n_out = np.minimum(np.round(fraction * counts).astype(np.int64), counts - 1)
-    held = rank < np.repeat(n_out, counts)
-    return np.sort(order[~held]), np.sort(order[held])
-
-
 # ----------------------------------------------------------------------------------------- loading
 @lru_cache(maxsize=4)
 def load_arrays(
@@ -432,118 +313,3 @@ def load_arrays(
     if name == "folder":
         return _load_folder(data_dir, channels, image_size)
     raise bad("dataset", name, f"one of {list(DATASET_NAMES)}")
-
-
-def load_dataset(
-    name: str,
-    *,
-    data_dir: str | os.PathLike | None = None,
-    val_fraction: float = 0.1,
-    split_seed: int = 0,
-    max_train_samples: int | None = None,
-    channels: int = 3,
-    image_size: int | None = None,
-) -> ImageData:
-    """Load ``name`` and hold out a stratified validation split of the training set.
-
-    Args:
-        name: one of ``DATASET_NAMES``.
-        data_dir: where to look first (see the module docstring); required for ``folder``.
-        val_fraction: fraction of each class's training images held out for validation, in [0, 1).
-        split_seed: seed of the validation split (and of the ``max_train_samples`` subsample).
-        max_train_samples: keep at most this many training images (stratified), for quick runs.
-        channels, image_size: only for ``folder`` (1 or 3 channels; resize to a square side, pixels).
-    """
-    if name not in DATASET_NAMES:
-        raise bad("dataset", name, f"one of {list(DATASET_NAMES)}")
-    if not 0.0 < val_fraction < 1.0:
-        raise bad(
-            "val_fraction", val_fraction, "a fraction in (0, 1): model selection needs a validation split"
-        )
-    key_dir = None if data_dir is None else str(data_dir)
-    x_tr, y_tr, x_te, y_te, names, source = load_arrays(name, key_dir, channels, image_size)
-    rng = np.random.default_rng(split_seed)
-    keep, held = stratified_split(y_tr, val_fraction, rng)
-    if max_train_samples is not None:
-        if max_train_samples < len(names):
-            raise bad("max_train_samples", max_train_samples, f"at least one image per class ({len(names)})")
-        if max_train_samples < len(keep):
-            sub, _ = stratified_split(y_tr[keep], 1.0 - max_train_samples / len(keep), rng)
-            keep = keep[sub]
-    x_train = torch.from_numpy(np.ascontiguousarray(x_tr[keep]))
-    # per-channel statistics of the training split only (the validation and test images stay unseen)
-    pix = x_train.double().div_(255.0).transpose(0, 1).reshape(x_train.shape[1], -1)
-    mean = tuple(pix.mean(dim=1).tolist())
-    std = tuple(pix.std(dim=1).clamp_min(1e-3).tolist())
-
-    def t(a: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(a))
-
-    return ImageData(
-        name=name, class_names=tuple(names),
-        x_train=x_train, y_train=t(y_tr[keep]), x_val=t(x_tr[held]), y_val=t(y_tr[held]),
-        x_test=t(x_te), y_test=t(np.asarray(y_te, dtype=np.int64)),
-        mean=mean, std=std, source=source,
-    )  # fmt: skip
-
-
-# --------------------------------------------------------------------------------------- iteration
-def batch_indices(
-    n: int,
-    batch_size: int,
-    *,
-    generator: torch.Generator | None,
-    drop_last: bool = False,
-    rank: int = 0,
-    world_size: int = 1,
-) -> list[torch.Tensor]:
-    """Index batches over ``range(n)``: shuffled by ``generator`` (None: in order), sharded like
-    ``DistributedSampler`` (every rank draws the same permutation, pads it to a multiple of
-    ``world_size`` by wrapping around, and takes every ``world_size``-th index from ``rank``).
-
-    ``batch_size`` is per rank. Returns a list of int64 index tensors.
-    """
-    if batch_size < 1:
-        raise bad("batch_size", batch_size, "a positive integer")
-    if not 0 <= rank < world_size:
-        raise bad("rank", rank, f"an integer in [0, world_size={world_size})")
-    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
-    if world_size > 1:
-        total = -(-n // world_size) * world_size
-        order = torch.cat([order, order[: total - n]])[rank::world_size]
-    stop = len(order) - len(order) % batch_size if drop_last else len(order)
-    return list(order[:stop].split(batch_size))
-
-
-def normalize(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
-    """uint8 (or [0, 1] float) images (B, C, H, W) -> float32 standardised per channel."""
-    xf = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
-    m = torch.tensor(mean, device=x.device, dtype=torch.float32).view(1, -1, 1, 1)
-    s = torch.tensor(std, device=x.device, dtype=torch.float32).view(1, -1, 1, 1)
-    return (xf - m) / s
-
-
-def augment(x: torch.Tensor, *, crop_padding: int, hflip: bool, generator: torch.Generator) -> torch.Tensor:
-    """Random crop after zero padding (pixels) and random horizontal flip, batched.
-
-    Args:
-        x: images (B, C, H, W), any dtype; returned with the same shape and dtype.
-        crop_padding: pad each side by this many pixels, then crop back at a random offset.
-        hflip: flip each image left-right with probability 1/2.
-        generator: a CPU ``torch.Generator`` (draws are made on CPU, then moved to ``x.device``).
-    """
-    b, _, h, w = x.shape
-    if crop_padding > 0:
-        p = crop_padding
-        xp = F.pad(x, (p, p, p, p))
-        dy = torch.randint(0, 2 * p + 1, (b, 1), generator=generator).to(x.device)
-        dx = torch.randint(0, 2 * p + 1, (b, 1), generator=generator).to(x.device)
-        rows = (dy + torch.arange(h, device=x.device))[:, None, :, None]  # (B, 1, H, 1)
-        cols = (dx + torch.arange(w, device=x.device))[:, None, None, :]  # (B, 1, 1, W)
-        bidx = torch.arange(b, device=x.device)[:, None, None, None]
-        cidx = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
-        x = xp[bidx, cidx, rows, cols]
-    if hflip:
-        flip = (torch.rand(b, generator=generator) < 0.5).to(x.device).view(b, 1, 1, 1)
-        x = torch.where(flip, x.flip(-1), x)
-    return x

@@ -1,0 +1,111 @@
+"""A dataset split three ways and held in memory: training, validation (for model selection) and test.
+
+``load_dataset`` holds out a seeded, stratified validation split from the training set (model
+selection never looks at the test split) and computes the per-channel normalisation from the
+remaining training images only. The sets are small (at most 60,000 images), so they stay in memory as
+tensors.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from common.checks import bad
+from mr2.data.sources import DATASET_NAMES, load_arrays
+from mr2.data.splits import stratified_split
+
+__all__ = ["ImageData", "load_dataset"]
+
+
+@dataclass(frozen=True)
+class ImageData:
+    """A dataset split three ways, in memory.
+
+    Images are uint8 tensors (N, C, H, W) in [0, 255]; labels are int64 (N,) in [0, K).
+    ``mean``/``std`` are per-channel statistics of the training split in [0, 1] units.
+    """
+
+    name: str
+    class_names: tuple[str, ...]
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    source: str
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.x_train.shape[1])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.x_train.shape[-1])
+
+    def class_counts(self) -> torch.Tensor:
+        """Training-split images per class, shape (K,)."""
+        return torch.bincount(self.y_train, minlength=self.num_classes)
+
+
+def load_dataset(
+    name: str,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    val_fraction: float = 0.1,
+    split_seed: int = 0,
+    max_train_samples: int | None = None,
+    channels: int = 3,
+    image_size: int | None = None,
+) -> ImageData:
+    """Load ``name`` and hold out a stratified validation split of the training set.
+
+    Args:
+        name: one of ``DATASET_NAMES``.
+        data_dir: where to look first (see the module docstring); required for ``folder``.
+        val_fraction: fraction of each class's training images held out for validation, in [0, 1).
+        split_seed: seed of the validation split (and of the ``max_train_samples`` subsample).
+        max_train_samples: keep at most this many training images (stratified), for quick runs.
+        channels, image_size: only for ``folder`` (1 or 3 channels; resize to a square side, pixels).
+    """
+    if name not in DATASET_NAMES:
+        raise bad("dataset", name, f"one of {list(DATASET_NAMES)}")
+    if not 0.0 < val_fraction < 1.0:
+        raise bad(
+            "val_fraction", val_fraction, "a fraction in (0, 1): model selection needs a validation split"
+        )
+    key_dir = None if data_dir is None else str(data_dir)
+    x_tr, y_tr, x_te, y_te, names, source = load_arrays(name, key_dir, channels, image_size)
+    rng = np.random.default_rng(split_seed)
+    keep, held = stratified_split(y_tr, val_fraction, rng)
+    if max_train_samples is not None:
+        if max_train_samples < len(names):
+            raise bad("max_train_samples", max_train_samples, f"at least one image per class ({len(names)})")
+        if max_train_samples < len(keep):
+            sub, _ = stratified_split(y_tr[keep], 1.0 - max_train_samples / len(keep), rng)
+            keep = keep[sub]
+    x_train = torch.from_numpy(np.ascontiguousarray(x_tr[keep]))
+    # per-channel statistics of the training split only (the validation and test images stay unseen)
+    pix = x_train.double().div_(255.0).transpose(0, 1).reshape(x_train.shape[1], -1)
+    mean = tuple(pix.mean(dim=1).tolist())
+    std = tuple(pix.std(dim=1).clamp_min(1e-3).tolist())
+
+    def t(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(a))
+
+    return ImageData(
+        name=name, class_names=tuple(names),
+        x_train=x_train, y_train=t(y_tr[keep]), x_val=t(x_tr[held]), y_val=t(y_tr[held]),
+        x_test=t(x_te), y_test=t(np.asarray(y_te, dtype=np.int64)),
+        mean=mean, std=std, source=source,
+    )  # fmt: skip

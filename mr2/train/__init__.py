@@ -1,0 +1,41 @@
+"""Training runs and studies: one typed config per run, presets, resumable run directories.
+
+* ``mr2.train.config``: ``TrainConfig`` (validated when made), ``apply_overrides`` for ``--set``;
+* ``mr2.train.presets``: the named studies (``PRESETS``, ``get_preset``);
+* ``mr2.train.runtime``: processes, devices, mixed precision, the optimiser and its schedule;
+* ``mr2.train.evaluation``: predictions and per-class numbers on a split;
+* ``mr2.train.loop``: one run (``train_run``): open or resume, epochs, selection, checkpoints, metrics;
+* ``mr2.train.study``: every run of a preset (``run_study``), in one process or a pool.
+"""
+
+from mr2.train.config import (
+    OPTIMIZERS,
+    RESUME_FREE_FIELDS,
+    SCHEDULES,
+    SELECT_METRICS,
+    TrainConfig,
+    apply_overrides,
+    validate_config,
+)
+from mr2.train.loop import CHECKPOINT_VERSION, TrainingDiverged, train_run
+from mr2.train.presets import ALL_LOSSES, PRESETS, Preset, get_preset
+from mr2.train.study import run_dir_for, run_study
+
+__all__ = [
+    "TrainConfig",
+    "Preset",
+    "PRESETS",
+    "ALL_LOSSES",
+    "TrainingDiverged",
+    "get_preset",
+    "train_run",
+    "run_study",
+    "run_dir_for",
+    "apply_overrides",
+    "validate_config",
+    "OPTIMIZERS",
+    "SCHEDULES",
+    "SELECT_METRICS",
+    "RESUME_FREE_FIELDS",
+    "CHECKPOINT_VERSION",
+]

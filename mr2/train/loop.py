@@ -1,0 +1,505 @@
+"""One training run, resumable: open (or resume) the run directory, train epoch by epoch, select a
+model on the validation split, checkpoint atomically, and write the final metrics.
+
+A run directory ``RUNS/<study>/<loss>/seed<k>/`` holds (docs/CONTRACTS.md):
+
+* ``config.json``: the config, the code version (git hash) and the environment;
+* ``log.csv``: one row per epoch (training loss and accuracy, validation per-class numbers, lr, time);
+* ``checkpoint.pt``: written atomically after every epoch (model, optimiser, loss statistics, RNG
+  states, the best model so far), so an interrupted run resumes and ends with the same numbers;
+* ``metrics.json``: test numbers of the model selected on the validation split, per class, and the
+  bound's a_k = ||mu_k||² + s_k² from that model's training features.
+
+Rank 0 writes the files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from common.contracts import CHECKPOINT_FILE, CONFIG_FILE, LOG_FILE, METRICS_FILE
+from common.io import code_version, read_json, torch_save, write_csv, write_json
+from common.seeding import seed_everything
+from mr2 import data as mdata
+from mr2.metrics import class_feature_stats, confusion_matrix
+from mr2.models import build_model
+from mr2.train.config import RESUME_FREE_FIELDS, TrainConfig, validate_config
+from mr2.train.evaluation import predict, predict_from_features, prepare_batch, split_metrics
+from mr2.train.runtime import (
+    Dist,
+    amp_dtype,
+    environment,
+    epoch_generator,
+    init_distributed,
+    lr_at,
+    make_optimizer,
+    resolve_device,
+    rng_state,
+    set_rng_state,
+)
+
+__all__ = ["train_run", "TrainingDiverged", "CHECKPOINT_VERSION"]
+
+CHECKPOINT_VERSION = 1
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """The files of one run directory."""
+
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / CONFIG_FILE
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.root / CHECKPOINT_FILE
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / METRICS_FILE
+
+    @property
+    def log(self) -> Path:
+        return self.root / LOG_FILE
+
+
+@dataclass
+class Session:
+    """Everything a run holds while it trains (built by ``_open``)."""
+
+    cfg: TrainConfig
+    paths: RunPaths
+    dist: Dist
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    data: mdata.ImageData
+    model: torch.nn.Module
+    net: torch.nn.Module  # the model, wrapped in DDP under torch.distributed
+    loss_fn: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    per_rank_batch: int
+    steps_per_epoch: int
+    use_cache: bool
+    cache: dict[str, torch.Tensor] = field(default_factory=dict)
+    start_epoch: int = 0
+    log_rows: list[dict[str, Any]] = field(default_factory=list)
+    elapsed: float = 0.0  # training seconds so far (resumed runs continue the count)
+    best: dict[str, Any] = field(default_factory=lambda: {"epoch": -1, "value": -math.inf, "state": None})
+
+    @property
+    def num_classes(self) -> int:
+        return self.data.num_classes
+
+    @property
+    def channels_last(self) -> bool:
+        return self.cfg.channels_last
+
+
+# ------------------------------------------------------------------------------ opening a run
+def _config_record(cfg: TrainConfig) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def _incompatible(saved: dict[str, Any], cfg: TrainConfig) -> list[str]:
+    now = _config_record(cfg)
+    keys = (set(saved) | set(now)) - RESUME_FREE_FIELDS
+    return sorted(k for k in keys if saved.get(k) != now.get(k))
+
+
+def _existing_result(cfg: TrainConfig, paths: RunPaths, resume: bool, overwrite: bool) -> dict | None:
+    """The metrics of a finished run of the same config, None for a run to (re)start or resume; a
+    ValueError when the folder holds another config, or an unfinished run without ``resume``."""
+    if overwrite:
+        for p in (paths.config, paths.checkpoint, paths.metrics, paths.log):
+            p.unlink(missing_ok=True)
+    if not paths.config.exists():
+        return None
+    saved = read_json(paths.config).get("config", {})
+    diff = _incompatible(saved, cfg)
+    if diff:
+        shown = ", ".join(f"{k}: {saved.get(k)!r} -> {getattr(cfg, k, None)!r}" for k in diff[:6])
+        raise ValueError(
+            f"run_dir={str(paths.root)!r} holds a run with another config ({shown}); use another --out "
+            "or --study, or pass --overwrite to discard it"
+        )
+    if paths.metrics.exists():
+        return read_json(paths.metrics)
+    if paths.checkpoint.exists() and not resume:
+        raise ValueError(
+            f"run_dir={str(paths.root)!r} holds an unfinished run (checkpoint.pt); pass --resume to "
+            "continue it or --overwrite to start again"
+        )
+    return None
+
+
+def _open(cfg: TrainConfig, paths: RunPaths, resume: bool, feature_cache: bool | None) -> Session:
+    """Build the run (data, model, loss, optimiser) and resume its checkpoint or record its config."""
+    dist_info = init_distributed(cfg.device)
+    device = resolve_device(cfg.device, dist_info)
+    amp = amp_dtype(device, cfg.amp)
+    seed_everything(cfg.seed, deterministic=cfg.deterministic)
+
+    split_seed = cfg.seed if cfg.split_seed is None else cfg.split_seed
+    data = mdata.load_dataset(
+        cfg.dataset, data_dir=cfg.data_dir, val_fraction=cfg.val_fraction, split_seed=split_seed,
+        max_train_samples=cfg.max_train_samples, channels=cfg.image_channels, image_size=cfg.image_size,
+    )  # fmt: skip
+    k = data.num_classes
+    side = cfg.input_size or data.image_size
+    model = build_model(
+        cfg.model, num_classes=k, in_channels=data.in_channels, image_size=side, width=cfg.width,
+        hidden=cfg.hidden, pretrained=cfg.pretrained, freeze_backbone=cfg.freeze_backbone, head=cfg.head,
+    ).to(device)  # fmt: skip
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    from mr2.losses import make_loss
+
+    loss_fn = make_loss(cfg.loss, k, class_counts=data.class_counts(), **cfg.loss_options).to(device)
+    optimizer = make_optimizer(model.parameters(), cfg)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
+    net = model
+    if dist_info.world_size > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    per_rank_batch = max(1, cfg.batch_size // dist_info.world_size)
+    n_train = len(data.y_train)
+    shard = -(-n_train // dist_info.world_size)
+    cacheable = cfg.freeze_backbone and not (cfg.crop_padding or cfg.hflip) and dist_info.world_size == 1
+    if feature_cache and not cacheable:
+        raise ValueError(
+            f"feature_cache=True needs freeze_backbone=True, no augmentation (crop_padding=0, hflip=False) "
+            f"and one process; got freeze_backbone={cfg.freeze_backbone}, crop_padding={cfg.crop_padding}, "
+            f"hflip={cfg.hflip}, world_size={dist_info.world_size}"
+        )
+    session = Session(
+        cfg=cfg, paths=paths, dist=dist_info, device=device, amp_dtype=amp, data=data, model=model, net=net,
+        loss_fn=loss_fn, optimizer=optimizer, scaler=scaler,
+        x_train=data.x_train.to(device), y_train=data.y_train.to(device),
+        x_val=data.x_val.to(device), y_val=data.y_val.to(device),
+        per_rank_batch=per_rank_batch, steps_per_epoch=-(-shard // per_rank_batch),
+        use_cache=cacheable if feature_cache is None else bool(feature_cache),
+    )  # fmt: skip
+    if paths.checkpoint.exists() and resume:
+        _load_checkpoint(session)
+    elif dist_info.main:
+        sizes = {"n_train": len(data.y_train), "n_val": len(data.y_val), "n_test": len(data.y_test)}
+        record = {
+            "config": _config_record(cfg),
+            "code_version": code_version(),
+            "environment": environment(device, dist_info),
+            "data": {"source": data.source, **sizes, "class_names": list(data.class_names)},
+        }
+        write_json(paths.config, record)
+    return session
+
+
+def _load_checkpoint(s: Session) -> None:
+    ckpt = torch.load(s.paths.checkpoint, map_location=s.device, weights_only=False)
+    if ckpt.get("version") != CHECKPOINT_VERSION:
+        raise ValueError(f"{s.paths.checkpoint}: checkpoint format {ckpt.get('version')!r}; pass --overwrite")
+    s.model.load_state_dict(ckpt["model"])
+    s.optimizer.load_state_dict(ckpt["optimizer"])
+    s.loss_fn.load_state_dict(ckpt["loss"])
+    s.scaler.load_state_dict(ckpt["scaler"])
+    set_rng_state(ckpt["rng"], s.device)
+    s.start_epoch, s.log_rows, s.elapsed, s.best = (
+        ckpt["epoch"],
+        ckpt["log"],
+        ckpt["train_time_s"],
+        ckpt["best"],
+    )
+
+
+def _build_feature_cache(s: Session) -> None:
+    """A frozen backbone's features of the training and validation images, computed once."""
+    t0 = time.perf_counter()
+    # a frozen backbone is always in evaluation mode: these are the features the head sees in training
+    for name, x in (("train", s.x_train), ("val", s.x_val)):
+        _, s.cache[name] = predict(
+            s.model, x, s.data, s.cfg, s.device, s.amp_dtype, s.channels_last, want_features=True
+        )
+    s.elapsed += time.perf_counter() - t0  # the cache is part of the training time
+
+
+# -------------------------------------------------------------------------------- one epoch
+def _diverged(s: Session, epoch: int, step: int, what: str) -> TrainingDiverged:
+    kept = (
+        f"the last good checkpoint (after epoch {epoch}) is kept in {s.paths.checkpoint}"
+        if epoch > 0
+        else "no epoch had finished, so there is no checkpoint"
+    )
+    return TrainingDiverged(
+        f"{what} in epoch {epoch + 1}, by step {step + 1} (loss {s.cfg.loss}, lr={s.cfg.lr}); training "
+        f"stopped and {kept}. Lower lr or check the loss options {s.cfg.loss_options}."
+    )
+
+
+def _train_epoch(s: Session, epoch: int, show: bool) -> dict[str, Any]:
+    """One pass over the training split; returns the epoch's training numbers for the log."""
+    from tqdm.auto import tqdm
+
+    cfg, k = s.cfg, s.num_classes
+    s.loss_fn.on_epoch_start(epoch)
+    if cfg.difficulty_from_val and hasattr(s.loss_fn, "set_class_accuracy") and s.log_rows:
+        s.loss_fn.set_class_accuracy([s.log_rows[-1][f"val_class{j}_accuracy"] for j in range(k)])
+    s.model.train()
+    batches = mdata.batch_indices(
+        len(s.x_train), s.per_rank_batch, generator=epoch_generator(cfg.seed, epoch, 0),
+        rank=s.dist.rank, world_size=s.dist.world_size,
+    )  # fmt: skip
+    aug_gen = epoch_generator(cfg.seed, epoch, 1 + s.dist.rank)
+    loss_sum = torch.zeros((), device=s.device, dtype=torch.float64)
+    checked_sum, n_correct, n_seen = 0.0, torch.zeros((), device=s.device, dtype=torch.long), 0
+    bar = tqdm(
+        batches, desc=f"{cfg.loss} s{cfg.seed} ep {epoch + 1}/{cfg.epochs}", disable=not show, leave=False
+    )
+    lr = cfg.lr
+    autocast = {"dtype": s.amp_dtype, "enabled": s.amp_dtype is not None}
+    for step, idx in enumerate(bar):
+        lr = lr_at(epoch * s.steps_per_epoch + step, s.steps_per_epoch, cfg)
+        for group in s.optimizer.param_groups:
+            group["lr"] = lr
+        yb = s.y_train[idx]
+        if s.cache:  # frozen backbone: its features are fixed, only the head trains
+            feats = s.cache["train"][idx]
+            with torch.autocast(s.device.type, **autocast):
+                logits = s.model.head(feats)
+        else:
+            xb = s.x_train[idx]
+            if cfg.crop_padding or cfg.hflip:
+                xb = mdata.augment(xb, crop_padding=cfg.crop_padding, hflip=cfg.hflip, generator=aug_gen)
+            xb = prepare_batch(xb, s.data, cfg, s.channels_last)
+            with torch.autocast(s.device.type, **autocast):
+                logits, feats = s.net(xb)
+        try:
+            loss = s.loss_fn(logits.float(), feats.float(), yb)
+        except ValueError as exc:  # the loss refuses NaN/inf logits or features: the net diverged
+            if bool(torch.isfinite(logits).all()) and bool(torch.isfinite(feats).all()):
+                raise
+            raise _diverged(s, epoch, step, f"the network output NaN/inf ({exc})") from None
+        s.optimizer.zero_grad(set_to_none=True)
+        s.scaler.scale(loss).backward()
+        s.scaler.step(s.optimizer)
+        s.scaler.update()
+        loss_sum += loss.detach()
+        n_correct += (logits.detach().argmax(1) == yb).sum()
+        n_seen += len(yb)
+        if (step + 1) % cfg.log_every == 0 or step + 1 == len(batches):
+            total_t = loss_sum.clone()
+            if s.dist.world_size > 1:  # every rank sees a NaN on any rank, and stops with it
+                import torch.distributed as dist
+
+                dist.all_reduce(total_t)
+            total = float(total_t)  # one device sync per log_every steps
+            if not math.isfinite(total):
+                raise _diverged(s, epoch, step, f"loss became {total}")
+            if show:
+                bar.set_postfix(loss=f"{(total - checked_sum) / cfg.log_every:.4f}", lr=f"{lr:.3g}")
+            checked_sum = total
+    bar.close()
+    return {
+        "epoch": epoch + 1,
+        "lr": lr,
+        "train_loss": float(loss_sum) / len(batches),
+        "train_accuracy": float(n_correct) / n_seen,
+    }
+
+
+def _validate(s: Session) -> dict[str, Any]:
+    if s.cache:
+        preds = predict_from_features(s.model, s.cache["val"], s.cfg, s.device, s.amp_dtype)
+    else:
+        preds, _ = predict(s.model, s.x_val, s.data, s.cfg, s.device, s.amp_dtype, s.channels_last)
+    return split_metrics(preds, s.y_val, s.num_classes)
+
+
+def _log_row(s: Session, train: dict[str, Any], val: dict[str, Any]) -> dict[str, Any]:
+    row = {
+        **train,
+        "val_accuracy": val["accuracy"],
+        "val_worst_class_accuracy": val["worst_class_accuracy"],
+        "val_class_accuracy_std": val["class_accuracy_std"],
+        "time_s": s.elapsed,
+        **{f"val_class{j}_accuracy": a for j, a in enumerate(val["per_class_accuracy"])},
+    }
+    for name, value in getattr(s.loss_fn, "last", {}).items():
+        if torch.is_tensor(value) and value.numel() != 1:
+            continue
+        row[f"loss_{name}"] = float(value)
+    return row
+
+
+def _select(s: Session, epoch: int, val: dict[str, Any]) -> None:
+    """Keep the model of this epoch if the validation metric improved (or always, for ``last``)."""
+    metric = s.cfg.select_metric
+    value = val[metric] if metric != "last" else epoch
+    if value > s.best["value"] or metric == "last":
+        s.best = {
+            "epoch": epoch + 1,
+            "value": value,
+            "state": {n: t.detach().cpu().clone() for n, t in s.model.state_dict().items()},
+        }
+
+
+def _save_checkpoint(s: Session, epoch: int) -> None:
+    state = {
+        "version": CHECKPOINT_VERSION,
+        "epoch": epoch + 1,
+        "model": s.model.state_dict(),
+        "optimizer": s.optimizer.state_dict(),
+        "loss": s.loss_fn.state_dict(),
+        "scaler": s.scaler.state_dict(),
+        "rng": rng_state(s.device),
+        "log": s.log_rows,
+        "train_time_s": s.elapsed,
+        "best": s.best,
+        "config": _config_record(s.cfg),
+    }
+    torch_save(s.paths.checkpoint, state)
+    import pandas as pd
+
+    write_csv(s.paths.log, pd.DataFrame(s.log_rows))
+
+
+# ------------------------------------------------------------------------------ final metrics
+def _final_metrics(s: Session) -> dict[str, Any]:
+    """Test numbers of the selected model, and the bound's a_k from its training features."""
+    cfg, k, data = s.cfg, s.num_classes, s.data
+    s.model.load_state_dict(s.best["state"])
+    preds, _ = predict(s.model, data.x_test.to(s.device), data, cfg, s.device, s.amp_dtype, s.channels_last)
+    y_test = data.y_test.to(s.device)
+    test = split_metrics(preds, y_test, k)
+    if s.cache:
+        val_preds = predict_from_features(s.model, s.cache["val"], cfg, s.device, s.amp_dtype)
+        feats = s.cache["train"]
+    else:
+        val_preds, _ = predict(s.model, s.x_val, data, cfg, s.device, s.amp_dtype, s.channels_last)
+        _, feats = predict(
+            s.model, s.x_train, data, cfg, s.device, s.amp_dtype, s.channels_last, want_features=True
+        )
+    val = split_metrics(val_preds, s.y_val, k)
+    stats = class_feature_stats(feats, s.y_train, k)
+    return {
+        **test,
+        "class_spread": stats["spread"].tolist(),
+        "class_mean_norm2": stats["mean_norm2"].tolist(),
+        "class_within_spread": stats["within"].tolist(),
+        "confusion_matrix": confusion_matrix(preds, y_test, k).cpu().tolist(),
+        "val_accuracy": val["accuracy"],
+        "val_per_class_accuracy": val["per_class_accuracy"],
+        "selected_epoch": s.best["epoch"],
+        "select_metric": cfg.select_metric,
+        "dataset": cfg.dataset,
+        "class_names": list(data.class_names),
+        "loss": cfg.loss,
+        "seed": cfg.seed,
+        "study": cfg.study,
+        "model": cfg.model,
+        "epochs": cfg.epochs,
+        "train_time_s": s.elapsed,
+        "device": str(s.device),
+        "n_train": len(data.y_train),
+        "n_val": len(data.y_val),
+        "n_test": len(data.y_test),
+        "feature_cache": bool(s.use_cache),
+        "code_version": code_version(),
+    }
+
+
+# ------------------------------------------------------------------------------------ the run
+def train_run(
+    cfg: TrainConfig,
+    run_dir: str | os.PathLike,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    epoch_budget: int | None = None,
+    feature_cache: bool | None = None,
+) -> dict[str, Any] | None:
+    """Train one run into ``run_dir`` and return its ``metrics.json`` content.
+
+    Args:
+        cfg: the run's config.
+        run_dir: its folder (created).
+        resume: continue an unfinished run from its checkpoint (the config must match, except
+            ``RESUME_FREE_FIELDS``). Without it an unfinished run directory is an error.
+        overwrite: discard whatever ``run_dir`` holds and start again.
+        progress: show tqdm bars (rank 0 only).
+        epoch_budget: train at most this many epochs in this call, then return None with the
+            checkpoint saved (for time-sliced runs; an interrupted run behaves the same).
+        feature_cache: a frozen backbone's features of the training and validation images are
+            computed once and the epochs train the head on them, instead of running the backbone
+            every step. None (default): on when ``freeze_backbone`` is set, there is no augmentation
+            (``crop_padding``, ``hflip``) and one process trains; False: never; True: insist (a
+            ValueError when those conditions do not hold). ``metrics.json`` records which was used.
+
+    Returns:
+        The metrics dict, or None when ``epoch_budget`` stopped the run early. A finished run with
+        the same config is not retrained: its metrics are read back.
+
+    Raises:
+        ValueError: bad config, or ``run_dir`` holds a run of another config.
+        TrainingDiverged: the loss became NaN/inf; the last good checkpoint stays in ``run_dir``.
+    """
+    validate_config(cfg)
+    paths = RunPaths(Path(run_dir))
+    finished = _existing_result(cfg, paths, resume, overwrite)
+    if finished is not None:
+        return finished
+    s = _open(cfg, paths, resume, feature_cache)
+    show = progress and s.dist.main
+    if s.use_cache and s.start_epoch < cfg.epochs:
+        _build_feature_cache(s)
+    epochs_done_now = 0
+    for epoch in range(s.start_epoch, cfg.epochs):
+        if epoch_budget is not None and epochs_done_now >= epoch_budget:
+            return None
+        t0 = time.perf_counter()
+        train = _train_epoch(s, epoch, show)
+        val = _validate(s)
+        s.elapsed += time.perf_counter() - t0
+        s.log_rows.append(_log_row(s, train, val))
+        _select(s, epoch, val)
+        if s.dist.main:
+            _save_checkpoint(s, epoch)
+        if show:
+            from tqdm.auto import tqdm
+
+            tqdm.write(
+                f"[{cfg.study}/{cfg.loss}/seed{cfg.seed}] epoch {epoch + 1}/{cfg.epochs}: "
+                f"loss {train['train_loss']:.4f}, val acc {val['accuracy']:.4f}, "
+                f"worst {val['worst_class_accuracy']:.4f}, {s.elapsed:.0f}s"
+            )
+        epochs_done_now += 1
+
+    metrics = _final_metrics(s)
+    if s.dist.main:
+        write_json(paths.metrics, metrics)
+    if s.dist.world_size > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+    return metrics

@@ -1,0 +1,131 @@
+"""Where and how a run executes: processes (torch.distributed), devices, mixed precision, the
+optimiser and its schedule, and the random streams that make a resumed run redraw the same batches.
+
+Multi-GPU: launch with ``torchrun --nproc_per_node=N -m mr2 train ...``; each rank takes every N-th
+index of a shared permutation (``mr2.data.batch_indices``), the model is wrapped in DDP and the losses
+all-reduce their class statistics themselves.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from common.checks import bad
+from mr2.train.config import TrainConfig
+
+__all__ = [
+    "Dist",
+    "init_distributed",
+    "resolve_device",
+    "amp_dtype",
+    "lr_at",
+    "epoch_generator",
+    "make_optimizer",
+    "rng_state",
+    "set_rng_state",
+    "environment",
+]
+
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int
+    world_size: int
+    local_rank: int
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device_pref: str) -> Dist:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist(0, 1, 0)
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        use_nccl = torch.cuda.is_available() and device_pref != "cpu"
+        dist.init_process_group(backend="nccl" if use_nccl else "gloo")
+    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def resolve_device(pref: str, dist_info: Dist) -> torch.device:
+    if pref == "auto":
+        pref = "cuda" if torch.cuda.is_available() else "cpu"
+    if pref.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise bad("device", pref, "'cpu' or 'auto' (no CUDA device is available here)")
+        if dist_info.world_size > 1:
+            return torch.device("cuda", dist_info.local_rank)
+    try:
+        return torch.device(pref)
+    except RuntimeError:
+        raise bad("device", pref, "auto, cpu, cuda or cuda:N") from None
+
+
+def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
+    if not enabled or device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def lr_at(step: int, steps_per_epoch: int, cfg: TrainConfig) -> float:
+    """Learning rate at a global step: linear warm-up, then cosine to 0 or constant."""
+    warm = cfg.warmup_epochs * steps_per_epoch
+    total = cfg.epochs * steps_per_epoch
+    if step < warm:
+        return cfg.lr * (step + 1) / warm
+    if cfg.schedule == "constant":
+        return cfg.lr
+    progress = (step - warm) / max(1.0, total - warm)
+    return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def epoch_generator(seed: int, epoch: int, stream: int) -> torch.Generator:
+    # independent streams per (seed, epoch, purpose): resuming at any epoch redraws the same batches
+    state = np.random.SeedSequence([seed, epoch, stream]).generate_state(2, dtype=np.uint32)
+    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
+def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in params if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(
+            params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0, weight_decay=cfg.weight_decay
+        )
+    return torch.optim.AdamW(params, lr=cfg.lr, betas=(cfg.momentum, 0.999), weight_decay=cfg.weight_decay)
+
+
+def rng_state(device: torch.device) -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def environment(device: torch.device, dist_info: Dist) -> dict[str, Any]:
+    env = {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "host_cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": str(device),
+        "world_size": dist_info.world_size,
+    }
+    if device.type == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(device)
+    return env

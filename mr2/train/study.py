@@ -1,0 +1,103 @@
+"""Studies: every (loss, seed) of a preset, in one process or a pool of processes; finished runs are
+read back, not retrained."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from common.checks import bad
+from mr2.train.config import TrainConfig
+from mr2.train.loop import TrainingDiverged, train_run
+from mr2.train.presets import Preset, get_preset
+
+__all__ = ["run_study", "run_dir_for"]
+
+
+def run_dir_for(runs: str | os.PathLike, cfg: TrainConfig) -> Path:
+    """``RUNS/<study>/<loss>/seed<k>``."""
+    return Path(runs) / cfg.study / cfg.loss / f"seed{cfg.seed}"
+
+
+def _run_one(cfg: TrainConfig, run_dir: str, resume: bool, overwrite: bool, progress: bool) -> dict[str, Any]:
+    finished = (Path(run_dir) / "metrics.json").exists() and not overwrite
+    head = {"loss": cfg.loss, "seed": cfg.seed, "run_dir": run_dir}
+    try:
+        metrics = train_run(cfg, run_dir, resume=resume, overwrite=overwrite, progress=progress)
+    except TrainingDiverged as exc:
+        return {**head, "status": "diverged", "error": str(exc)}
+    return {**head, "status": "skipped" if finished else "done", **(metrics or {})}
+
+
+def _worker_init(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+def run_study(
+    preset: str | Preset,
+    *,
+    runs: str | os.PathLike = "runs",
+    losses: tuple[str, ...] | list[str] | None = None,
+    seeds: tuple[int, ...] | list[int] | None = None,
+    overrides: dict[str, Any] | None = None,
+    study: str | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    jobs: int = 1,
+    threads: int | None = None,
+) -> list[dict[str, Any]]:
+    """Run every (loss, seed) of a preset; finished runs are read back, not retrained.
+
+    Args:
+        preset: a name in ``PRESETS`` or a ``Preset``.
+        runs: the runs folder; each run goes to ``runs/<study>/<loss>/seed<k>``.
+        losses, seeds: subsets to run (default: the preset's).
+        overrides: config fields or ``loss.<option>`` (see ``apply_overrides``), for every run.
+        study: the study folder name (default: the preset's name).
+        resume, overwrite, progress: as in ``train_run``.
+        jobs: runs trained at once, each in its own process (CPU studies: one per core).
+        threads: torch threads per run (default: torch's own in-process; cores // jobs in workers).
+
+    Returns:
+        One record per run: ``loss, seed, run_dir, status`` (``done``, ``skipped`` or ``diverged``)
+        and the metrics (or ``error``). A diverged run does not stop the others.
+    """
+    p = get_preset(preset) if isinstance(preset, str) else preset
+    losses = tuple(losses or p.losses)
+    seeds = tuple(p.seeds if seeds is None else seeds)
+    if not isinstance(jobs, int) or jobs < 1:
+        raise bad("jobs", jobs, "a positive integer")
+    configs = []
+    # seed-major: a study stopped part-way has every method at the same seeds (paired comparisons)
+    for seed in seeds:
+        for loss in losses:
+            cfg = p.config_for(loss, seed, **(overrides or {}))
+            if study:
+                cfg = dataclasses.replace(cfg, study=study)
+            # config_for and replace validate: every bad name is reported before the first run starts
+            configs.append((cfg, str(run_dir_for(runs, cfg))))
+    if jobs == 1:
+        if threads:
+            torch.set_num_threads(threads)
+        return [_run_one(cfg, d, resume, overwrite, progress) for cfg, d in configs]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    per_job = threads or max(1, (os.cpu_count() or 1) // jobs)
+    ctx = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch thread pools
+    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init, initargs=(per_job,)) as pool:
+        futures = [pool.submit(_run_one, cfg, d, resume, overwrite, False) for cfg, d in configs]
+        records = []
+        for fut, (cfg, _) in zip(futures, configs, strict=True):
+            rec = fut.result()
+            if progress:
+                acc = rec.get("accuracy")
+                shown = f"accuracy {acc:.4f}" if acc is not None else rec.get("error", "")
+                print(f"[{cfg.study}] {cfg.loss} seed {cfg.seed}: {rec['status']} {shown}", flush=True)
+            records.append(rec)
+    return records
