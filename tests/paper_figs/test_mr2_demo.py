@@ -12,7 +12,6 @@ from app import cli, demo
 from paper_figs import registry, synthetic
 
 
-
 def _fake_pillars(out, calls, real_main, fail=()):
     """A stand-in for ``app.cli.main`` that writes each step's files in the contract's formats; the
     figures step runs the real ``mr2 figures`` on them, for figure 3 only (the smoke tests draw the rest)."""
