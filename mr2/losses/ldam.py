@@ -39,6 +39,31 @@ __all__ = ["LDAMLoss", "NormedLinear", "class_balanced_weights"]
 LDAM_SCALE = 30.0  # s of the LDAM code, for cosine logits
 
 
+def drw_schedule(loss: nn.Module, epoch: int) -> None:
+    """Deferred re-weighting (Cao et al. 2019): from ``loss.drw_epoch`` on, ``loss.class_weights``
+    become the class-balanced weights of ``loss.class_counts`` with ``loss.beta``; before it, ones.
+
+    Shared by LDAM-DRW and CE-DRW; the loss holds buffers ``class_counts`` (K,), ``class_weights`` (K,)
+    and ``drw_active`` () and attributes ``drw_epoch`` (None: never) and ``beta``.
+    """
+    active = loss.drw_epoch is not None and epoch >= loss.drw_epoch
+    loss.drw_active.fill_(active)
+    if active:
+        w = class_balanced_weights(loss.class_counts, loss.beta)
+    else:
+        w = torch.ones(loss.class_counts.shape[0], dtype=torch.float64)
+    loss.class_weights.copy_(w.to(loss.class_weights))
+
+
+def check_drw_epoch(drw_epoch: Any) -> int | None:
+    """``drw_epoch`` as None or an int >= 0, or a ValueError."""
+    if drw_epoch is not None and (
+        isinstance(drw_epoch, bool) or not isinstance(drw_epoch, int) or drw_epoch < 0
+    ):
+        raise bad("drw_epoch", drw_epoch, "None or an integer epoch >= 0")
+    return drw_epoch
+
+
 def class_balanced_weights(class_counts: Tensor, beta: float) -> Tensor:
     """w_k = (1 - beta) / (1 - beta^n_k), normalised so that sum_k w_k = K (Cui et al., CVPR 2019).
 
@@ -126,11 +151,7 @@ class LDAMLoss(LossBase):
         elif head is not None:
             raise bad("head", head, "None unless normalize=True (the head is only used to normalise)")
         self._head = (head,)  # a tuple: keep a reference without registering the head's parameters
-        if drw_epoch is not None and (
-            isinstance(drw_epoch, bool) or not isinstance(drw_epoch, int) or drw_epoch < 0
-        ):
-            raise bad("drw_epoch", drw_epoch, "None or an integer epoch >= 0")
-        self.drw_epoch = drw_epoch
+        self.drw_epoch = check_drw_epoch(drw_epoch)
         self.beta = check_real("beta", beta, low=0.0, high=1.0, high_open=True)
         self.uses_features = self.normalize
         # float64: K numbers, cast to the logits' dtype per step; exact whatever the inputs' precision
@@ -143,13 +164,7 @@ class LDAMLoss(LossBase):
 
     def on_epoch_start(self, epoch: int) -> None:
         """Switch the class-balanced weights on at ``drw_epoch`` (LDAM-DRW's schedule)."""
-        active = self.drw_epoch is not None and epoch >= self.drw_epoch
-        self.drw_active.fill_(active)
-        if active:
-            w = class_balanced_weights(self.class_counts, self.beta)
-        else:
-            w = torch.ones(self.num_classes, dtype=torch.float64)
-        self.class_weights.copy_(w.to(self.class_weights))
+        drw_schedule(self, epoch)
 
     def _loss(self, logits: Tensor, features: Tensor | None, targets: Tensor) -> Tensor:
         if self.normalize:

@@ -113,6 +113,26 @@ def test_ldam_drw_schedule():
     )
 
 
+def test_ce_drw_is_class_balanced_cross_entropy_after_the_deferral():
+    from mr2.losses import make_loss
+
+    logits, feats, y = _batch(5)
+    counts = [100, 50, 20, 10, 5]
+    loss = make_loss("ce", 5, class_counts=counts, drw_epoch=3).double()
+    loss.on_epoch_start(2)  # before the deferral: plain CE
+    plain = torch.nn.functional.cross_entropy(logits, y)
+    torch.testing.assert_close(loss(logits, feats, y), plain, rtol=0, atol=1e-12)
+    loss.on_epoch_start(3)
+    n = torch.tensor(counts, dtype=torch.float64)
+    w = (1 - 0.9999) / (1 - 0.9999**n)
+    w = w / w.sum() * 5
+    # by hand: sum_i w_{y_i} CE_i / sum_i w_{y_i}
+    per_sample = -torch.log_softmax(logits, dim=1).gather(1, y[:, None]).squeeze(1)
+    ref = (w[y] * per_sample).sum() / w[y].sum()
+    torch.testing.assert_close(loss(logits, feats, y), ref, rtol=0, atol=1e-12)
+    assert "class_weights" not in make_loss("ce", 5).state_dict()  # plain CE has no DRW state
+
+
 def test_ldam_normalises_a_head_it_does_not_own():
     logits, feats, y = _batch(4, d=3)
     head = torch.nn.Linear(3, 5).double()
