@@ -83,12 +83,18 @@ class NormedLinear(nn.Module):
         in_features: d.
         out_features: K.
     Shapes: (B, d) -> (B, K); the weight has nn.Linear's layout (K, d).
+
+    Initialised as the LDAM authors' ``NormedLinear``: entries uniform in [-1, 1], then every class
+    weight w_k rescaled to norm 1. (nn.Linear's Kaiming init starts at norms ~0.58 and, without a
+    warm-up, let the head norm blow up in our runs.)
     """
 
     def __init__(self, in_features: int, out_features: int) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.empty(out_features, in_features))
-        nn.init.kaiming_uniform_(self.weight, a=5**0.5)
+        with torch.no_grad():
+            self.weight.uniform_(-1.0, 1.0)
+            self.weight.div_(self.weight.norm(dim=1, keepdim=True))
 
     def forward(self, x: Tensor) -> Tensor:
         return F.normalize(x, dim=1) @ F.normalize(self.weight, dim=1).t()

@@ -209,3 +209,13 @@ def test_every_loss_shares_the_interface(name):
     assert "loss" in loss.last and abs(loss.last["loss"].item() - value.item()) < ATOL
     clone = make_loss(name, 5, **kwargs).double()
     clone.load_state_dict(loss.state_dict())
+
+
+def test_normed_linear_starts_every_class_weight_at_norm_one():
+    """LDAM's head as its authors initialise it: uniform(-1, 1) entries, each class row at norm 1."""
+    torch.manual_seed(0)
+    head = NormedLinear(64, 10)
+    norms = head.weight.detach().norm(dim=1)
+    torch.testing.assert_close(norms, torch.ones(10), rtol=0, atol=1e-6)
+    # the directions are the uniform draw's: entries of the unnormalised draw lie in [-1, 1]
+    assert float((head.weight * norms.max()).abs().max()) <= 1.0
