@@ -26,6 +26,7 @@ __all__ = [
     "CHECKPOINT_FILE",
     "METRICS_FILE",
     "METRICS_KEYS",
+    "SELECTION_RULES",
     "SUMMARY_METRICS",
     "METRIC_LABELS",
     "HIGHER_IS_BETTER",
@@ -74,6 +75,11 @@ LOG_FILE = "log.csv"  # one row per epoch
 CHECKPOINT_FILE = "checkpoint.pt"  # written atomically after every epoch
 METRICS_FILE = "metrics.json"  # test numbers of the selected model
 RUN_FILES: tuple[str, ...] = (CONFIG_FILE, LOG_FILE, CHECKPOINT_FILE, METRICS_FILE)
+
+# How a run picks the model it reports, on the validation split (never the test split): the best
+# overall accuracy, the best worst-class accuracy, or the last epoch. metrics.json holds the configured
+# rule's numbers at the top level and every rule's under "selections".
+SELECTION_RULES: tuple[str, ...] = ("accuracy", "worst_class_accuracy", "last")
 
 # Keys every metrics.json holds (it may hold more).
 METRICS_KEYS: tuple[str, ...] = (

@@ -15,8 +15,11 @@ import numpy as np
 import torch
 
 from common.checks import bad
+from mr2.data import splits
 from mr2.data.sources import DATASET_NAMES, load_arrays
 from mr2.data.splits import stratified_split
+
+_HALVES_STREAM, _LONG_TAIL_STREAM = 1, 2  # SeedSequence streams of the optional splitting steps
 
 __all__ = ["ImageData", "load_dataset"]
 
@@ -65,6 +68,8 @@ def load_dataset(
     val_fraction: float = 0.1,
     split_seed: int = 0,
     max_train_samples: int | None = None,
+    train_subset: str = "all",
+    imbalance_ratio: float | None = None,
     channels: int = 3,
     image_size: int | None = None,
 ) -> ImageData:
@@ -76,6 +81,11 @@ def load_dataset(
         val_fraction: fraction of each class's training images held out for validation, in [0, 1).
         split_seed: seed of the validation split (and of the ``max_train_samples`` subsample).
         max_train_samples: keep at most this many training images (stratified), for quick runs.
+        train_subset: ``all``, or ``first-half``/``second-half``: disjoint stratified halves of the
+            training split (after the validation hold-out), e.g. to pretrain on one and probe on the other.
+        imbalance_ratio: make the training split long-tailed, n_k = n_max r^(-k/(K-1)) in label order
+            (``mr2.data.splits.long_tail_counts``); the validation and test splits stay as they are
+            (balanced for the balanced sets). None: keep every class as stored.
         channels, image_size: only for ``folder`` (1 or 3 channels; resize to a square side, pixels).
     """
     if name not in DATASET_NAMES:
@@ -88,6 +98,13 @@ def load_dataset(
     x_tr, y_tr, x_te, y_te, names, source = load_arrays(name, key_dir, channels, image_size)
     rng = np.random.default_rng(split_seed)
     keep, held = stratified_split(y_tr, val_fraction, rng)
+    # the optional steps draw from streams of their own: a run without them splits as before
+    if train_subset != "all":
+        half_rng = np.random.default_rng(np.random.SeedSequence([split_seed, _HALVES_STREAM]))
+        keep = keep[splits.train_subset(y_tr[keep], train_subset, half_rng)]
+    if imbalance_ratio is not None:
+        lt_rng = np.random.default_rng(np.random.SeedSequence([split_seed, _LONG_TAIL_STREAM]))
+        keep = keep[splits.long_tail_subsample(y_tr[keep], imbalance_ratio, lt_rng)]
     if max_train_samples is not None:
         if max_train_samples < len(names):
             raise bad("max_train_samples", max_train_samples, f"at least one image per class ({len(names)})")
@@ -105,7 +122,8 @@ def load_dataset(
 
     return ImageData(
         name=name, class_names=tuple(names),
-        x_train=x_train, y_train=t(y_tr[keep]), x_val=t(x_tr[held]), y_val=t(y_tr[held]),
+        x_train=x_train, y_train=t(y_tr[keep].astype(np.int64)), x_val=t(x_tr[held]),
+        y_val=t(y_tr[held].astype(np.int64)),
         x_test=t(x_te), y_test=t(np.asarray(y_te, dtype=np.int64)),
         mean=mean, std=std, source=source,
     )  # fmt: skip

@@ -11,12 +11,14 @@ from __future__ import annotations
 import ast
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from common.checks import bad, check_in, check_int, check_real
-from common.contracts import LOSSES
+from common.contracts import LOSSES, SELECTION_RULES
 from mr2.data.sources import DATASET_NAMES
+from mr2.data.splits import TRAIN_SUBSETS
 
 __all__ = [
     "TrainConfig",
@@ -25,12 +27,14 @@ __all__ = [
     "OPTIMIZERS",
     "SCHEDULES",
     "SELECT_METRICS",
+    "TRAIN_SUBSETS",
     "RESUME_FREE_FIELDS",
 ]
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "constant")
-SELECT_METRICS = ("accuracy", "worst_class_accuracy", "last")
+SELECT_METRICS = SELECTION_RULES  # best overall val accuracy, best worst-class val accuracy, last epoch
+_SAFE_NAME = re.compile(r"(?!\.{1,2}$)[A-Za-z0-9._-]+")
 # config fields that may differ when a run is resumed: they do not change the numbers
 RESUME_FREE_FIELDS = frozenset({"data_dir", "log_every", "device"})
 
@@ -40,12 +44,19 @@ class TrainConfig:
     """Everything that defines one training run. Units in comments."""
 
     study: str = "custom"  # name of the study folder under RUNS/
+    method: str | None = None  # the run's folder and report name (e.g. "ce-drw"); None: the loss name
     # data
     dataset: str = "fashion-mnist"  # one of mr2.data.DATASET_NAMES
     data_dir: str | None = None  # looked at first (see mr2.data); required for "folder"
     val_fraction: float = 0.1  # of each class's training images, held out for model selection
     split_seed: int | None = None  # seed of the validation split; None: the run's seed
     max_train_samples: int | None = None  # images kept for training (stratified); None: all
+    train_subset: str = (
+        "all"  # all | first-half | second-half: disjoint stratified halves of the training split
+    )
+    imbalance_ratio: float | None = (
+        None  # long-tailed training split: n_k = n_max r^(-k/(K-1)); None: as stored
+    )
     image_channels: int = 3  # "folder" only: 1 (grey) or 3 (RGB)
     image_size: int | None = None  # "folder" only: resize to this side (pixels)
     input_size: int | None = None  # resize batches to this side (pixels) before the model; None: as stored
@@ -56,6 +67,8 @@ class TrainConfig:
     pretrained: bool = False  # torchvision/timm weights (need a cache or a network)
     freeze_backbone: bool = False  # linear probe: train the head on fixed features
     head: str = "linear"  # linear | cosine (LDAM's normalised head: pair it with loss.s=30)
+    init_checkpoint: str | None = None  # backbone weights to start from: a run's model.pt or checkpoint.pt
+    save_model: bool = False  # write the selected model's weights to RUN/model.pt (for init_checkpoint)
     # loss
     loss: str = "ce"  # one of mr2.losses.LOSS_NAMES
     loss_options: dict[str, Any] = field(default_factory=dict)  # keyword options of make_loss
@@ -76,6 +89,7 @@ class TrainConfig:
         "accuracy"  # validation metric that picks the epoch: accuracy | worst_class_accuracy | last
     )
     eval_batch_size: int = 1024  # images per evaluation step
+    merge_alpha: float | None = None  # evaluate the WiSE-FT merge (1 - a) w_init + a w_trained; None: off
     # run
     seed: int = 0  # weights, shuffling, augmentation, validation split (unless split_seed)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -87,6 +101,11 @@ class TrainConfig:
     def __post_init__(self) -> None:
         validate_config(self)
 
+    @property
+    def run_name(self) -> str:
+        """The run's folder and report name: ``method``, or the loss name."""
+        return self.method or self.loss
+
 
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
@@ -97,6 +116,17 @@ def validate_config(cfg: TrainConfig) -> None:
     for name in ("study", "dataset", "model", "head", "loss", "optimizer", "schedule", "select_metric"):
         if not isinstance(getattr(cfg, name), str) or not getattr(cfg, name):
             raise bad(name, getattr(cfg, name), "a non-empty string")
+    for name in ("study", "method"):  # folder names: nothing that walks out of RUNS/
+        value = getattr(cfg, name)
+        if value is not None and (not isinstance(value, str) or not _SAFE_NAME.fullmatch(value)):
+            raise bad(name, value, "a folder name of letters, digits, '.', '_' and '-' (no '/' or '..')")
+    check_in("train_subset", cfg.train_subset, TRAIN_SUBSETS)
+    if cfg.imbalance_ratio is not None:
+        check_real("imbalance_ratio", cfg.imbalance_ratio, low=1.0)
+    if cfg.merge_alpha is not None:
+        check_real("merge_alpha", cfg.merge_alpha, low=0.0, high=1.0)
+    if cfg.init_checkpoint is not None and not isinstance(cfg.init_checkpoint, str):
+        raise bad("init_checkpoint", cfg.init_checkpoint, "a path to a model.pt or checkpoint.pt, or None")
     check_in("dataset", cfg.dataset, DATASET_NAMES)
     if cfg.loss not in LOSSES:
         raise bad("loss", cfg.loss, f"one of {list(LOSSES)}")
@@ -121,7 +151,7 @@ def validate_config(cfg: TrainConfig) -> None:
     check_real("warmup_epochs", cfg.warmup_epochs, low=0.0)
     check_real("val_fraction", cfg.val_fraction, low=0.0, high=1.0, low_open=True, high_open=True)
     for name in ("pretrained", "freeze_backbone", "difficulty_from_val", "hflip", "amp", "channels_last",
-                 "deterministic"):  # fmt: skip
+                 "deterministic", "save_model"):  # fmt: skip
         if not isinstance(getattr(cfg, name), bool):
             raise bad(name, getattr(cfg, name), "true or false")
     if not isinstance(cfg.loss_options, dict):

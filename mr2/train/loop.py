@@ -25,7 +25,8 @@ from typing import Any
 
 import torch
 
-from common.contracts import CHECKPOINT_FILE, CONFIG_FILE, LOG_FILE, METRICS_FILE
+from common.checks import bad
+from common.contracts import CHECKPOINT_FILE, CONFIG_FILE, LOG_FILE, METRICS_FILE, SELECTION_RULES
 from common.io import code_version, read_json, torch_save, write_csv, write_json
 from common.seeding import seed_everything
 from mr2 import data as mdata
@@ -48,7 +49,8 @@ from mr2.train.runtime import (
 
 __all__ = ["train_run", "TrainingDiverged", "CHECKPOINT_VERSION"]
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: one selected model per rule (SELECTION_RULES) and the initial weights
+MODEL_FILE = "model.pt"  # the selected model's weights, with save_model=True
 
 
 class TrainingDiverged(RuntimeError):
@@ -77,6 +79,10 @@ class RunPaths:
     def log(self) -> Path:
         return self.root / LOG_FILE
 
+    @property
+    def model(self) -> Path:
+        return self.root / MODEL_FILE
+
 
 @dataclass
 class Session:
@@ -104,7 +110,10 @@ class Session:
     start_epoch: int = 0
     log_rows: list[dict[str, Any]] = field(default_factory=list)
     elapsed: float = 0.0  # training seconds so far (resumed runs continue the count)
-    best: dict[str, Any] = field(default_factory=lambda: {"epoch": -1, "value": -math.inf, "state": None})
+    # per selection rule (but "last", which is the model as it stands): the best epoch so far
+    best: dict[str, dict[str, Any]] = field(default_factory=dict)
+    init_state: dict[str, torch.Tensor] | None = None  # the weights before training, for merge_alpha
+    eval_model: torch.nn.Module | None = None  # a copy that holds the merged weights, for merge_alpha
 
     @property
     def num_classes(self) -> int:
@@ -130,7 +139,7 @@ def _existing_result(cfg: TrainConfig, paths: RunPaths, resume: bool, overwrite:
     """The metrics of a finished run of the same config, None for a run to (re)start or resume; a
     ValueError when the folder holds another config, or an unfinished run without ``resume``."""
     if overwrite:
-        for p in (paths.config, paths.checkpoint, paths.metrics, paths.log):
+        for p in (paths.config, paths.checkpoint, paths.metrics, paths.log, paths.model):
             p.unlink(missing_ok=True)
     if not paths.config.exists():
         return None
@@ -170,6 +179,8 @@ def _open(cfg: TrainConfig, paths: RunPaths, resume: bool, feature_cache: bool |
         cfg.model, num_classes=k, in_channels=data.in_channels, image_size=side, width=cfg.width,
         hidden=cfg.hidden, pretrained=cfg.pretrained, freeze_backbone=cfg.freeze_backbone, head=cfg.head,
     ).to(device)  # fmt: skip
+    if cfg.init_checkpoint is not None:
+        load_backbone(model, cfg.init_checkpoint)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     from mr2.losses import make_loss
@@ -201,6 +212,12 @@ def _open(cfg: TrainConfig, paths: RunPaths, resume: bool, feature_cache: bool |
         per_rank_batch=per_rank_batch, steps_per_epoch=-(-shard // per_rank_batch),
         use_cache=cacheable if feature_cache is None else bool(feature_cache),
     )  # fmt: skip
+    session.best = {rule: _no_selection() for rule in SELECTION_RULES if rule != "last"}
+    if cfg.merge_alpha is not None:
+        session.init_state = _cpu_state(model)
+        import copy
+
+        session.eval_model = copy.deepcopy(model)
     if paths.checkpoint.exists() and resume:
         _load_checkpoint(session)
     elif dist_info.main:
@@ -209,10 +226,51 @@ def _open(cfg: TrainConfig, paths: RunPaths, resume: bool, feature_cache: bool |
             "config": _config_record(cfg),
             "code_version": code_version(),
             "environment": environment(device, dist_info),
-            "data": {"source": data.source, **sizes, "class_names": list(data.class_names)},
-        }
+            "data": {
+                "source": data.source, **sizes, "class_names": list(data.class_names),
+                "class_counts": data.class_counts().tolist(),
+            },
+        }  # fmt: skip
         write_json(paths.config, record)
     return session
+
+
+def _no_selection() -> dict[str, Any]:
+    return {"epoch": -1, "value": -math.inf, "state": None}
+
+
+def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {n: t.detach().cpu().clone() for n, t in model.state_dict().items()}
+
+
+def load_backbone(model: torch.nn.Module, path: str | os.PathLike) -> None:
+    """Load a backbone's weights from a run's ``model.pt`` (a state_dict) or ``checkpoint.pt`` (its
+    model), e.g. a backbone pretrained by another run; the head keeps its fresh initialisation."""
+    path = Path(path)
+    fix = "pass the model.pt (save_model=true) or checkpoint.pt of a finished run of the same model"
+    if not path.is_file():
+        raise bad("init_checkpoint", str(path), f"an existing file; {fix}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear message
+        raise ValueError(f"init_checkpoint={str(path)!r}: not a readable torch file ({exc}); {fix}") from None
+    state = obj.get("model", obj) if isinstance(obj, dict) else None
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        raise ValueError(f"init_checkpoint={str(path)!r}: holds no model weights; {fix}")
+    backbone = {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
+    missing, unexpected = [], []
+    try:
+        result = model.backbone.load_state_dict(backbone, strict=False)
+        missing, unexpected = result.missing_keys, result.unexpected_keys
+    except RuntimeError as exc:  # shapes differ: another architecture or width
+        raise ValueError(
+            f"init_checkpoint={str(path)!r}: weights do not fit this model ({exc}); {fix}"
+        ) from None
+    if missing or unexpected:
+        raise ValueError(
+            f"init_checkpoint={str(path)!r}: backbone keys differ (missing {missing[:4]}, unexpected "
+            f"{unexpected[:4]}); {fix}"
+        )
 
 
 def _load_checkpoint(s: Session) -> None:
@@ -220,6 +278,7 @@ def _load_checkpoint(s: Session) -> None:
     if ckpt.get("version") != CHECKPOINT_VERSION:
         raise ValueError(f"{s.paths.checkpoint}: checkpoint format {ckpt.get('version')!r}; pass --overwrite")
     s.model.load_state_dict(ckpt["model"])
+    s.init_state = ckpt.get("init_state", s.init_state)
     s.optimizer.load_state_dict(ckpt["optimizer"])
     s.loss_fn.load_state_dict(ckpt["loss"])
     s.scaler.load_state_dict(ckpt["scaler"])
@@ -273,7 +332,7 @@ def _train_epoch(s: Session, epoch: int, show: bool) -> dict[str, Any]:
     loss_sum = torch.zeros((), device=s.device, dtype=torch.float64)
     checked_sum, n_correct, n_seen = 0.0, torch.zeros((), device=s.device, dtype=torch.long), 0
     bar = tqdm(
-        batches, desc=f"{cfg.loss} s{cfg.seed} ep {epoch + 1}/{cfg.epochs}", disable=not show, leave=False
+        batches, desc=f"{cfg.run_name} s{cfg.seed} ep {epoch + 1}/{cfg.epochs}", disable=not show, leave=False
     )
     lr = cfg.lr
     autocast = {"dtype": s.amp_dtype, "enabled": s.amp_dtype is not None}
@@ -327,11 +386,29 @@ def _train_epoch(s: Session, epoch: int, show: bool) -> dict[str, Any]:
     }
 
 
+def _evaluated(s: Session, state: dict[str, torch.Tensor] | None = None) -> torch.nn.Module:
+    """The model that evaluation sees: the trained weights (``state``, or the model as it stands), or
+    their WiSE-FT merge (1 - a) w_init + a w with the initial weights when ``merge_alpha`` = a is set
+    (Wortsman et al. 2022; integer buffers such as batch counts are taken from the trained weights)."""
+    if state is not None:
+        s.model.load_state_dict(state)
+    if s.cfg.merge_alpha is None:
+        return s.model
+    a = s.cfg.merge_alpha
+    merged = {}
+    for name, w in s.model.state_dict().items():
+        w0 = s.init_state[name].to(w.device)
+        merged[name] = torch.lerp(w0, w, a) if w.is_floating_point() else w
+    s.eval_model.load_state_dict(merged)
+    return s.eval_model
+
+
 def _validate(s: Session) -> dict[str, Any]:
+    model = _evaluated(s)
     if s.cache:
-        preds = predict_from_features(s.model, s.cache["val"], s.cfg, s.device, s.amp_dtype)
+        preds = predict_from_features(model, s.cache["val"], s.cfg, s.device, s.amp_dtype)
     else:
-        preds, _ = predict(s.model, s.x_val, s.data, s.cfg, s.device, s.amp_dtype, s.channels_last)
+        preds, _ = predict(model, s.x_val, s.data, s.cfg, s.device, s.amp_dtype, s.channels_last)
     return split_metrics(preds, s.y_val, s.num_classes)
 
 
@@ -348,19 +425,20 @@ def _log_row(s: Session, train: dict[str, Any], val: dict[str, Any]) -> dict[str
         if torch.is_tensor(value) and value.numel() != 1:
             continue
         row[f"loss_{name}"] = float(value)
+    margins = getattr(s.loss_fn, "last", {}).get("margins")
+    if torch.is_tensor(margins) and margins.numel() > 1:  # the realised spread of the class margins
+        row["margin_min"], row["margin_max"] = (float(v) for v in torch.aminmax(margins.float()))
     return row
 
 
 def _select(s: Session, epoch: int, val: dict[str, Any]) -> None:
-    """Keep the model of this epoch if the validation metric improved (or always, for ``last``)."""
-    metric = s.cfg.select_metric
-    value = val[metric] if metric != "last" else epoch
-    if value > s.best["value"] or metric == "last":
-        s.best = {
-            "epoch": epoch + 1,
-            "value": value,
-            "state": {n: t.detach().cpu().clone() for n, t in s.model.state_dict().items()},
-        }
+    """For each selection rule, keep this epoch's weights if its validation metric improved (the
+    ``last`` rule needs no copy: it is the model as it stands)."""
+    state = None
+    for rule, best in s.best.items():
+        if val[rule] > best["value"]:
+            state = state or _cpu_state(s.model)
+            s.best[rule] = {"epoch": epoch + 1, "value": val[rule], "state": state}
 
 
 def _save_checkpoint(s: Session, epoch: int) -> None:
@@ -375,6 +453,7 @@ def _save_checkpoint(s: Session, epoch: int) -> None:
         "log": s.log_rows,
         "train_time_s": s.elapsed,
         "best": s.best,
+        "init_state": s.init_state,
         "config": _config_record(s.cfg),
     }
     torch_save(s.paths.checkpoint, state)
@@ -384,24 +463,43 @@ def _save_checkpoint(s: Session, epoch: int) -> None:
 
 
 # ------------------------------------------------------------------------------ final metrics
+def _selected_state(s: Session, rule: str) -> tuple[int, dict[str, torch.Tensor]]:
+    if rule == "last":
+        return s.cfg.epochs, _cpu_state(s.model)
+    return s.best[rule]["epoch"], s.best[rule]["state"]
+
+
 def _final_metrics(s: Session) -> dict[str, Any]:
-    """Test numbers of the selected model, and the bound's a_k from its training features."""
+    """Test numbers of the model each selection rule picks (the configured rule's at the top level),
+    and the bound's a_k from the configured rule's training features."""
     cfg, k, data = s.cfg, s.num_classes, s.data
-    s.model.load_state_dict(s.best["state"])
-    preds, _ = predict(s.model, data.x_test.to(s.device), data, cfg, s.device, s.amp_dtype, s.channels_last)
-    y_test = data.y_test.to(s.device)
+    x_test, y_test = data.x_test.to(s.device), data.y_test.to(s.device)
+    margins = getattr(s.loss_fn, "last", {}).get("margins")
+    trained = {rule: _selected_state(s, rule) for rule in SELECTION_RULES}  # before any state is loaded
+    selections = {}
+    for rule in SELECTION_RULES:
+        if rule == cfg.select_metric:
+            continue
+        epoch, state = trained[rule]
+        preds, _ = predict(_evaluated(s, state), x_test, data, cfg, s.device, s.amp_dtype, s.channels_last)
+        selections[rule] = {"selected_epoch": epoch, **split_metrics(preds, y_test, k)}
+    # the configured rule last, so the model ends (and model.pt is saved) in its selected state
+    epoch, state = trained[cfg.select_metric]
+    model = _evaluated(s, state)
+    preds, _ = predict(model, x_test, data, cfg, s.device, s.amp_dtype, s.channels_last)
     test = split_metrics(preds, y_test, k)
+    selections[cfg.select_metric] = {"selected_epoch": epoch, **test}
     if s.cache:
-        val_preds = predict_from_features(s.model, s.cache["val"], cfg, s.device, s.amp_dtype)
+        val_preds = predict_from_features(model, s.cache["val"], cfg, s.device, s.amp_dtype)
         feats = s.cache["train"]
     else:
-        val_preds, _ = predict(s.model, s.x_val, data, cfg, s.device, s.amp_dtype, s.channels_last)
+        val_preds, _ = predict(model, s.x_val, data, cfg, s.device, s.amp_dtype, s.channels_last)
         _, feats = predict(
-            s.model, s.x_train, data, cfg, s.device, s.amp_dtype, s.channels_last, want_features=True
+            model, s.x_train, data, cfg, s.device, s.amp_dtype, s.channels_last, want_features=True
         )
     val = split_metrics(val_preds, s.y_val, k)
     stats = class_feature_stats(feats, s.y_train, k)
-    return {
+    metrics = {
         **test,
         "class_spread": stats["spread"].tolist(),
         "class_mean_norm2": stats["mean_norm2"].tolist(),
@@ -409,11 +507,14 @@ def _final_metrics(s: Session) -> dict[str, Any]:
         "confusion_matrix": confusion_matrix(preds, y_test, k).cpu().tolist(),
         "val_accuracy": val["accuracy"],
         "val_per_class_accuracy": val["per_class_accuracy"],
-        "selected_epoch": s.best["epoch"],
+        "selected_epoch": epoch,
         "select_metric": cfg.select_metric,
+        "selections": {rule: selections[rule] for rule in SELECTION_RULES},
         "dataset": cfg.dataset,
         "class_names": list(data.class_names),
-        "loss": cfg.loss,
+        "class_counts": data.class_counts().tolist(),
+        "loss": cfg.run_name,
+        "loss_fn": cfg.loss,
         "seed": cfg.seed,
         "study": cfg.study,
         "model": cfg.model,
@@ -424,8 +525,15 @@ def _final_metrics(s: Session) -> dict[str, Any]:
         "n_val": len(data.y_val),
         "n_test": len(data.y_test),
         "feature_cache": bool(s.use_cache),
+        "merge_alpha": cfg.merge_alpha,
         "code_version": code_version(),
     }
+    if torch.is_tensor(margins) and margins.numel() > 1:  # MR2: the margins of the last step
+        m = margins.detach().float().cpu()
+        metrics.update(margins=m.tolist(), margin_min=float(m.min()), margin_max=float(m.max()))
+    if cfg.save_model and s.dist.main:
+        torch_save(s.paths.model, _cpu_state(model))
+    return metrics
 
 
 # ------------------------------------------------------------------------------------ the run
@@ -489,7 +597,7 @@ def train_run(
             from tqdm.auto import tqdm
 
             tqdm.write(
-                f"[{cfg.study}/{cfg.loss}/seed{cfg.seed}] epoch {epoch + 1}/{cfg.epochs}: "
+                f"[{cfg.study}/{cfg.run_name}/seed{cfg.seed}] epoch {epoch + 1}/{cfg.epochs}: "
                 f"loss {train['train_loss']:.4f}, val acc {val['accuracy']:.4f}, "
                 f"worst {val['worst_class_accuracy']:.4f}, {s.elapsed:.0f}s"
             )

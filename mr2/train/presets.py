@@ -19,19 +19,39 @@ __all__ = ["Preset", "PRESETS", "get_preset", "ALL_LOSSES"]
 
 @dataclass(frozen=True)
 class Preset:
-    """A named study: a base config, the losses and seeds to run, and per-loss overrides
-    (config fields or ``loss.<option>``, as in ``apply_overrides``)."""
+    """A named study: a base config, the methods and seeds to run, and per-method overrides
+    (config fields or ``loss.<option>``, as in ``apply_overrides``).
+
+    A method is a loss name (``"ce"``, ``"mr2"``) or a name of its own whose overrides say which loss
+    it trains with (``"ce-drw": {"loss": "ce", "loss.drw_epoch": 24}``); its runs land in
+    ``RUNS/<study>/<method>/seed<k>``. ``seeds_for`` gives a method more (or other) seeds than the
+    preset's, e.g. the key comparison of a study.
+    """
 
     name: str
     description: str
     config: TrainConfig
-    losses: tuple[str, ...]
+    losses: tuple[str, ...]  # the methods to run, in the report's order
     seeds: tuple[int, ...]
     per_loss: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seeds_for: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
-    def config_for(self, loss: str, seed: int, **overrides: Any) -> TrainConfig:
-        cfg = dataclasses.replace(self.config, study=self.name, loss=loss, seed=seed)
-        return apply_overrides(cfg, {**self.per_loss.get(loss, {}), **overrides})
+    def config_for(self, method: str, seed: int, **overrides: Any) -> TrainConfig:
+        options = {**self.per_loss.get(method, {}), **overrides}
+        loss = options.pop("loss", method)
+        if loss not in LOSSES:
+            raise bad(
+                f"{self.name}: method",
+                method,
+                f"a loss name ({', '.join(LOSSES)}) or a method whose overrides name its loss",
+            )
+        cfg = dataclasses.replace(
+            self.config, study=self.name, loss=loss, method=None if method == loss else method, seed=seed
+        )
+        return apply_overrides(cfg, options)
+
+    def method_seeds(self, method: str) -> tuple[int, ...]:
+        return self.seeds_for.get(method, self.seeds)
 
 
 ALL_LOSSES = LOSSES

@@ -20,12 +20,12 @@ __all__ = ["run_study", "run_dir_for"]
 
 def run_dir_for(runs: str | os.PathLike, cfg: TrainConfig) -> Path:
     """``RUNS/<study>/<loss>/seed<k>``."""
-    return Path(runs) / cfg.study / cfg.loss / f"seed{cfg.seed}"
+    return Path(runs) / cfg.study / cfg.run_name / f"seed{cfg.seed}"
 
 
 def _run_one(cfg: TrainConfig, run_dir: str, resume: bool, overwrite: bool, progress: bool) -> dict[str, Any]:
     finished = (Path(run_dir) / "metrics.json").exists() and not overwrite
-    head = {"loss": cfg.loss, "seed": cfg.seed, "run_dir": run_dir}
+    head = {"loss": cfg.run_name, "seed": cfg.seed, "run_dir": run_dir}
     try:
         metrics = train_run(cfg, run_dir, resume=resume, overwrite=overwrite, progress=progress)
     except TrainingDiverged as exc:
@@ -69,13 +69,18 @@ def run_study(
     """
     p = get_preset(preset) if isinstance(preset, str) else preset
     losses = tuple(losses or p.losses)
+    explicit_seeds = seeds is not None
     seeds = tuple(p.seeds if seeds is None else seeds)
     if not isinstance(jobs, int) or jobs < 1:
         raise bad("jobs", jobs, "a positive integer")
     configs = []
+    # seeds of each method: the ones asked for, else the preset's (some methods may have more)
+    per_method = {m: (seeds if explicit_seeds else p.method_seeds(m)) for m in losses}
     # seed-major: a study stopped part-way has every method at the same seeds (paired comparisons)
-    for seed in seeds:
+    for seed in sorted({s for ss in per_method.values() for s in ss}):
         for loss in losses:
+            if seed not in per_method[loss]:
+                continue
             cfg = p.config_for(loss, seed, **(overrides or {}))
             if study:
                 cfg = dataclasses.replace(cfg, study=study)
@@ -98,6 +103,6 @@ def run_study(
             if progress:
                 acc = rec.get("accuracy")
                 shown = f"accuracy {acc:.4f}" if acc is not None else rec.get("error", "")
-                print(f"[{cfg.study}] {cfg.loss} seed {cfg.seed}: {rec['status']} {shown}", flush=True)
+                print(f"[{cfg.study}] {cfg.run_name} seed {cfg.seed}: {rec['status']} {shown}", flush=True)
             records.append(rec)
     return records
