@@ -158,6 +158,7 @@ class MR2Loss(LossBase):
                 raise bad("stat_slots", stat_slots, "None with statistic='shuffled' (a placebo of the paper)")
         self.stat_slots = stat_slots
         self.sync_stats = bool(sync_stats)
+        self._skipped: Tensor | None = None  # classes left out of the EMA at the last update
         self.register_buffer("mean_norm_ema", torch.zeros(K, dtype=torch.float32))
         self.register_buffer("spread_ema", torch.zeros(K, dtype=torch.float32))
         self.register_buffer("observations", torch.zeros(K, dtype=torch.int64))

@@ -296,3 +296,28 @@ def test_class_mean_ema_first_observation_and_absent_classes():
 def test_options_are_checked(kwargs, arg):
     with pytest.raises(ValueError, match=rf"^{arg}=.*: expected "):
         MR2Loss(10, **kwargs)
+
+
+RTOL_BF16 = 3e-2  # bfloat16: about 3 significant digits
+
+
+@pytest.mark.parametrize("statistic", ["second_moment", "centred", "separation"])
+def test_module_cast_to_bfloat16_follows_float64(statistic):
+    """Buffers, statistics and margins in bfloat16 (``theory.optimal_margins`` computes them in
+    float32 and returns bfloat16) track the float64 loss."""
+    K, d = 4, 6
+    gen = torch.Generator().manual_seed(9)
+    half = MR2Loss(K, norm_p=5.0, statistic=statistic).to(torch.bfloat16)
+    full = MR2Loss(K, norm_p=5.0, statistic=statistic).double()
+    for _ in range(3):
+        z = torch.randn(12, K, generator=gen, dtype=torch.float64)
+        h = torch.randn(12, d, generator=gen, dtype=torch.float64) + torch.arange(d, dtype=torch.float64)
+        y = torch.arange(12) % K
+        zb, hb = z.bfloat16().requires_grad_(), h.bfloat16().requires_grad_()
+        v_half, v_full = half(zb, hb, y), full(z, h, y)
+        v_half.backward()
+        assert half.last["margins"].dtype == torch.bfloat16 and torch.isfinite(hb.grad.float()).all()
+        assert float(v_half.detach()) == pytest.approx(float(v_full.detach()), rel=RTOL_BF16)
+        torch.testing.assert_close(
+            half.last["margins"].double(), full.last["margins"], rtol=RTOL_BF16, atol=RTOL_BF16
+        )
