@@ -41,9 +41,10 @@ __all__ = [
 
 # ------------------------------------------------------------------------------------------- losses
 # Every loss `mr2.losses.make_loss` builds, in the order tables and figures show them.
-LOSSES: tuple[str, ...] = ("ce", "focal", "ldam", "cdb", "mr2", "mr2-logit", "mr2-rep")
+LOSSES: tuple[str, ...] = ("ce", "focal", "ldam", "cdb", "mr2", "mr2-logit", "mr2-rep", "mr2-official")
 BASELINE_LOSS = "ce"  # what the paired comparisons subtract
-MR2_LOSSES: tuple[str, ...] = ("mr2", "mr2-logit", "mr2-rep")  # MR2 and its ablations
+# MR2, its ablations and the released code's configuration
+MR2_LOSSES: tuple[str, ...] = ("mr2", "mr2-logit", "mr2-rep", "mr2-official")
 LOSS_LABELS = MappingProxyType(
     {
         "ce": "CE",
@@ -53,12 +54,13 @@ LOSS_LABELS = MappingProxyType(
         "mr2": "MR²",
         "mr2-logit": "MR² logit only",
         "mr2-rep": "MR² rep. only",
+        "mr2-official": "MR² official code",
     }
 )
 # Fixed colour per loss: an index into seaborn's 10-colour colour-blind palette, so a loss keeps its
 # colour from figure to figure (CE blue, MR2 orange). Names not listed take the remaining colours.
 LOSS_COLOR_INDEX = MappingProxyType(
-    {"ce": 0, "mr2": 1, "focal": 2, "ldam": 3, "cdb": 4, "mr2-logit": 5, "mr2-rep": 6}
+    {"ce": 0, "mr2": 1, "focal": 2, "ldam": 3, "cdb": 4, "mr2-logit": 5, "mr2-rep": 6, "mr2-official": 7}
 )
 
 

@@ -52,7 +52,27 @@ def _check_spread(spread: ArrayLike) -> None:
 
 
 def _to_numpy(x: Any) -> Any:
-    return x.detach().cpu().numpy() if _is_torch(x) else x
+    if not _is_torch(x):
+        return x
+    x = x.detach().cpu()
+    return (x.float() if x.dtype in _low_precision_dtypes() else x).numpy()  # NumPy has no bfloat16
+
+
+def _low_precision_dtypes() -> tuple[Any, ...]:
+    import torch
+
+    return (torch.float16, torch.bfloat16)
+
+
+def _as_float32(x: Any) -> Any:
+    return x.float() if _is_torch(x) and x.dtype in _low_precision_dtypes() else x
+
+
+def _as_input_dtype(result: Any, spread: ArrayLike) -> Any:
+    """Cast a torch result back to a half-precision ``spread``'s dtype (computed in float32)."""
+    if _is_torch(spread) and spread.dtype in _low_precision_dtypes():
+        return result.to(spread.dtype)
+    return result
 
 
 def _prepare(spread: ArrayLike, weights: ArrayLike | None, power: float, validate: bool):
@@ -64,7 +84,10 @@ def _prepare(spread: ArrayLike, weights: ArrayLike | None, power: float, validat
     if torch_in:
         import torch
 
-        a = spread if spread.is_floating_point() else spread.to(torch.get_default_dtype())
+        if spread.dtype in _low_precision_dtypes():
+            a = spread.float()  # fp16/bf16 in, float32 arithmetic, the input's dtype out (_as_input_dtype)
+        else:
+            a = spread if spread.is_floating_point() else spread.to(torch.get_default_dtype())
         if a.ndim != 1:  # validate=False still refuses shapes that would broadcast silently
             raise bad("spread", spread, "a 1-D tensor of per-class spreads")
         K = a.shape[0]
@@ -109,8 +132,13 @@ def optimal_margins(
 
     Returns:
         shape (K,), gamma_k = K cbar (w_k a_k)^(1/(p+1)) / sum_j (w_j a_j)^(1/(p+1)), the same kind
-        (ndarray or tensor, device, dtype) as ``spread``. If every w_k a_k is 0 the objective is
-        flat and the margins are uniform (the limit of equal spreads). A class with a_k = 0 gets 0.
+        (ndarray or tensor, device, dtype) as ``spread``; float16/bfloat16 tensors are computed in
+        float32 and returned in their own dtype. If every w_k a_k is 0 the objective is flat and the
+        margins are uniform (the limit of equal spreads). A class with a_k = 0 gets 0.
+
+    Gradients (torch): finite for every class with a_k > 0, also when another class has a_k = 0.
+    The derivative with respect to a zero spread itself is infinite (d a^(1/(p+1)) / da at 0); it is
+    returned as 0, so that it cannot turn the other classes' gradients into NaN.
 
     Raises:
         ValueError: negative, NaN or infinite spreads; an empty array; mean_margin <= 0;
@@ -126,8 +154,16 @@ def optimal_margins(
     ok = top > 0
     one = xp.ones_like(x)
     x = xp.where(ok, x / xp.where(ok, top, one[0]), one)
-    t = x ** (1.0 / (float(power) + 1.0))
-    return (x.shape[0] * mean_margin) * t / t.sum()
+    e = 1.0 / (float(power) + 1.0)
+    if xp is not np and x.requires_grad:
+        # x^e through a double where: the power sees 1 where x = 0, so its infinite derivative at 0
+        # never enters the graph (0 * inf would be NaN for every class through the sum and ``top``).
+        # Same values as x ** e (0 ** e = 0); only taken when a gradient is wanted (4 ops, not 1).
+        pos = x > 0
+        t = xp.where(pos, xp.where(pos, x, 1.0) ** e, 0.0)
+    else:
+        t = x**e
+    return _as_input_dtype((x.shape[0] * mean_margin) * t / t.sum(), spread)
 
 
 def margin_objective(
@@ -148,7 +184,7 @@ def margin_objective(
     if np.any(g_np <= 0):
         raise bad("margins", margins, "strictly positive margins")
     g = xp.as_tensor(margins, dtype=a.dtype, device=a.device) if xp is not np else g_np
-    return (w * a / g**power).sum()
+    return _as_input_dtype((w * a / g**power).sum(), spread)
 
 
 def margin_term(
@@ -159,7 +195,9 @@ def margin_term(
     This is the factor that multiplies sqrt(2) B sqrt(K / n) in the Rademacher bound
     (``theory.derivation.bound``). Arguments as in :func:`margin_objective`.
     """
-    return margin_objective(spread, margins, weights=weights, power=power) ** (1.0 / power)
+    # computed in float32 for half-precision input, then cast back (margin_objective's result is not)
+    value = margin_objective(_as_float32(spread), margins, weights=weights, power=power) ** (1.0 / power)
+    return _as_input_dtype(value, spread)
 
 
 def power_mean(x: ArrayLike, r: float) -> ArrayLike:
@@ -181,10 +219,11 @@ def gain_over_uniform(spread: ArrayLike, *, weights: ArrayLike | None = None, po
     xp, a, w = _prepare(spread, weights, power, True)
     x = w * a
     if float(x.max()) == 0.0:
-        return xp.ones((), dtype=x.dtype) if xp is np else xp.ones((), dtype=x.dtype, device=x.device)
+        one = xp.ones((), dtype=x.dtype) if xp is np else xp.ones((), dtype=x.dtype, device=x.device)
+        return _as_input_dtype(one, spread)
     x = x / x.max()
     ratio = power_mean(x, 1.0 / (power + 1.0)) / power_mean(x, 1.0)
-    return ratio ** (1.0 / power)
+    return _as_input_dtype(ratio ** (1.0 / power), spread)
 
 
 def ldam_margins(class_counts: ArrayLike, *, max_margin: float = 0.5) -> ArrayLike:

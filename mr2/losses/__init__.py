@@ -31,19 +31,43 @@ __all__ = [
     "LDAMLoss",
     "NormedLinear",
     "CDBLoss",
+    "OFFICIAL_FIXED",
+    "OFFICIAL_DEFAULTS",
 ]
 
 LOSS_NAMES = LOSSES
 
-# name -> (class, options fixed by the name)
-_REGISTRY: dict[str, tuple[type[LossBase], dict[str, Any]]] = {
-    "ce": (CrossEntropyLoss, {}),
-    "focal": (FocalLoss, {}),
-    "ldam": (LDAMLoss, {}),
-    "cdb": (CDBLoss, {}),
-    "mr2": (MR2Loss, {}),
-    "mr2-logit": (MR2Loss, {"lambda_rep": 0.0}),  # ablation: logit margins only
-    "mr2-rep": (MR2Loss, {"logit_margins": False}),  # ablation: representation margin only
+# What the released code (github.com/BeierZhu/MR2, MRF-Imagenet/src/mrf_loss.py and the fine-tuning
+# script that builds it as ``MRFLoss()``) fixes: L5 statistics, the cube-root rule with mean 1 applied
+# as a per-sample temperature, and the paper's statistic.
+OFFICIAL_FIXED: dict[str, Any] = {
+    "norm_p": 5.0,
+    "margin_form": "temperature",
+    "mean_margin": 1.0,
+    "statistic": "second_moment",
+    "exponent": 1.0 / 3.0,
+    "logit_margins": True,
+}
+# ... and what its ImageNet script family uses, which may be changed: 1000 statistic slots whatever K
+# is, EMA decay 0.999, representation target 2 sbar, lambda 0.1. The CIFAR script family is
+# ``stat_slots=K, ema_decay=0.9, rep_target="zero"`` (docs/losses.md).
+OFFICIAL_DEFAULTS: dict[str, Any] = {
+    "stat_slots": 1000,
+    "ema_decay": 0.999,
+    "rep_target": "mean",
+    "lambda_rep": 0.1,
+}
+
+# name -> (class, options fixed by the name, defaults the caller may override)
+_REGISTRY: dict[str, tuple[type[LossBase], dict[str, Any], dict[str, Any]]] = {
+    "ce": (CrossEntropyLoss, {}, {}),
+    "focal": (FocalLoss, {}, {}),
+    "ldam": (LDAMLoss, {}, {}),
+    "cdb": (CDBLoss, {}, {}),
+    "mr2": (MR2Loss, {}, {}),
+    "mr2-logit": (MR2Loss, {"lambda_rep": 0.0}, {}),  # ablation: logit margins only
+    "mr2-rep": (MR2Loss, {"logit_margins": False}, {}),  # ablation: representation margin only
+    "mr2-official": (MR2Loss, OFFICIAL_FIXED, OFFICIAL_DEFAULTS),  # what the released code does
 }
 
 
@@ -51,22 +75,25 @@ def make_loss(name: str, num_classes: int, *, class_counts: Any = None, **option
     """Build the loss called ``name`` (one of :data:`LOSS_NAMES`) for ``num_classes`` classes.
 
     Args:
-        name: ``"ce"``, ``"focal"``, ``"ldam"``, ``"cdb"``, ``"mr2"``, ``"mr2-logit"`` or ``"mr2-rep"``.
+        name: ``"ce"``, ``"focal"``, ``"ldam"``, ``"cdb"``, ``"mr2"``, ``"mr2-logit"``, ``"mr2-rep"`` or
+            ``"mr2-official"`` (the released code's configuration: :data:`OFFICIAL_FIXED`, and
+            :data:`OFFICIAL_DEFAULTS`, which ``options`` may override; docs/losses.md).
         num_classes: K >= 2.
         class_counts: (K,) training examples per class; used by LDAM (margins, DRW weights) and
             ignored by the others.
-        **options: keyword arguments of that loss's class (e.g. ``lambda_rep``, ``norm_p`` for MR2,
-            ``label_smoothing`` for CE); an option the loss does not take raises ValueError.
+        **options: keyword arguments of that loss's class (e.g. ``lambda_rep``, ``norm_p``,
+            ``statistic`` for MR2, ``label_smoothing`` for CE); an option the loss does not take, or
+            one the name fixes, raises ValueError.
     """
     if name not in _REGISTRY:
         raise bad("name", name, f"one of {', '.join(LOSS_NAMES)}")
-    cls, fixed = _REGISTRY[name]
+    cls, fixed, defaults = _REGISTRY[name]
     accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "num_classes")]
     for key in options:
         if key not in accepted or key in fixed:
             valid = [p for p in accepted if p not in fixed and p != "class_counts"]
             raise bad(key, options[key], f"an option of loss {name!r}: one of {', '.join(valid)}")
-    kwargs = {**options, **fixed}
+    kwargs = {**defaults, **options, **fixed}
     if "class_counts" in accepted:
         kwargs["class_counts"] = class_counts
     return cls(num_classes, **kwargs)

@@ -23,6 +23,7 @@ __all__ = [
     "check_real",
     "distributed_world_size",
     "all_reduce_sum",
+    "all_reduce_max",
 ]
 
 
@@ -62,7 +63,8 @@ def check_batch(
     *,
     need_features: bool,
     check_values: bool = True,
-) -> Tensor:
+    return_feature_absmax: bool = False,
+) -> Tensor | tuple[Tensor, float | None]:
     """Check one batch and return the targets as int64.
 
     Args:
@@ -71,6 +73,8 @@ def check_batch(
         targets: (B,) integer tensor of labels in [0, K).
         check_values: also check for NaN/inf and labels out of range. That reads one small tensor
             back from the device (a single synchronisation per call on GPU).
+        return_feature_absmax: return ``(targets, max |features|)`` instead, the maximum as a host
+            float read in that same read-back (None without ``check_values`` or features).
 
     Raises:
         ValueError naming the argument, its value and what was expected.
@@ -135,6 +139,11 @@ def check_batch(
             raise bad("features", features, "finite values (found NaN or inf)")
         if low < 0 or high >= num_classes:
             raise bad("targets", targets, f"labels in [0, {num_classes - 1}] (num_classes={num_classes})")
+        absmax = max(-extremes[2], extremes[3]) if features is not None else None
+    else:
+        absmax = None
+    if return_feature_absmax:
+        return targets.long(), absmax
     return targets.long()
 
 
@@ -150,6 +159,13 @@ def all_reduce_sum(t: Tensor) -> Tensor:
     """Sum ``t`` in place over every process of the default group (a no-op without one)."""
     if distributed_world_size() > 1:
         torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.SUM)
+    return t
+
+
+def all_reduce_max(t: Tensor) -> Tensor:
+    """Take the elementwise maximum of ``t`` in place over every process (a no-op without a group)."""
+    if distributed_world_size() > 1:
+        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
     return t
 
 

@@ -5,9 +5,12 @@ Per training step (the official ``MRFLoss.forward`` order: statistics first, the
 1. **Statistics.** Per-class ||mu_k||_p^2 and s_k^2 = mean_i ||h_i - mu_k||_p^2 of the batch
    (``class_stats``; all-reduced under torch.distributed), folded into per-class EMAs: a class's first
    observation initialises its EMA, absent classes are left alone, and nothing changes in ``eval()``.
-2. **Margins.** a_k = EMA(||mu_k||_p^2) + EMA(s_k^2) and gamma = ``theory.optimal_margins(a,
-   mean_margin=cbar)``, i.e. gamma_k = K cbar a_k^(1/3) / sum_j a_j^(1/3) (the bound's optimum at
-   p = 2, METHOD.md). The margins are constants for autograd, as in the official code.
+   The statistics ``"centred"`` and ``"separation"`` also keep an EMA of the class-mean vectors.
+   A batch statistic that is not finite (features beyond the dtype's range) is not folded in.
+2. **Margins.** a_k = the chosen statistic (``margin_statistics``; by default the paper's
+   EMA(||mu_k||_p^2) + EMA(s_k^2)) and gamma = ``theory.optimal_margins(a, mean_margin=cbar,
+   power=1/exponent - 1)``, i.e. gamma_k = K cbar a_k^e / sum_j a_j^e with e = 1/3 (the bound's
+   optimum at p = 2). The margins are constants for autograd, as in the official code.
 3. **Logit term.** ``"temperature"`` (official): CE(z_i / gamma_{y_i}, y_i), every logit of sample i
    divided by its class's margin. ``"additive"`` (LDAM form): CE(z_i - gamma_{y_i} e_{y_i}, y_i).
 4. **Representation term** (``representation``): (d / (10 K)) sum_k R_k with target 2 sbar
@@ -15,23 +18,29 @@ Per training step (the official ``MRFLoss.forward`` order: statistics first, the
    CIFAR variant), temperature 10 d by default.
 5. loss = logit term + ``lambda_rep`` * representation term.
 
-Deliberate differences from the official code are listed in ``docs/losses.md``.
+Deliberate differences from the official code are listed in ``docs/losses.md``; ``stat_slots``
+reproduces how the released ImageNet script sizes the statistics (``make_loss("mr2-official", K)``).
 """
 
 from __future__ import annotations
+
+import warnings
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mr2.losses._common import LossBase, check_in, check_real, distributed_world_size
-from mr2.losses.class_stats import batch_class_statistics
+from common.checks import bad, check_int
+from mr2.losses._common import LossBase, check_batch, check_in, check_real, distributed_world_size
+from mr2.losses.class_stats import batch_class_statistics, overflow_scale, overflow_scale_tensor
 from mr2.losses.layout import BatchLayout, batch_layout
 from mr2.losses.margin_ce import margin_cross_entropy
+from mr2.losses.margin_statistics import STATISTICS, VECTOR_STATISTICS, class_statistic, derangement
 from mr2.losses.representation import representation_margin
 from theory import optimal_margins
 
-__all__ = ["MR2Loss", "MARGIN_FORMS", "REP_TARGETS", "SPREAD_FLOOR"]
+__all__ = ["MR2Loss", "MARGIN_FORMS", "REP_TARGETS", "SPREAD_FLOOR", "STATISTICS"]
 
 MARGIN_FORMS = ("temperature", "additive")
 REP_TARGETS = ("mean", "zero")
@@ -41,6 +50,7 @@ REP_TARGETS = ("mean", "zero")
 SPREAD_FLOOR = 1e-7
 REP_TEMPERATURE_PER_DIM = 10.0  # official: exp((D - 2 sbar) / (10 d))
 REP_SCALE_PER_DIM = 0.1  # official: rep * d / 10 / K
+_NO_SKIPS = torch.zeros((), dtype=torch.int64)  # last["stats_skipped"] when no check was needed
 
 
 class MR2Loss(LossBase):
@@ -57,16 +67,43 @@ class MR2Loss(LossBase):
         rep_target: ``"mean"`` (2 sbar) or ``"zero"`` (the official CIFAR variant).
         rep_temperature: T in the representation term's exponent (units of h^2); None means 10 d.
         logit_margins: False replaces the margin CE by plain CE (the ``mr2-rep`` ablation).
+        statistic: the per-class statistic a_k behind the margins (``margin_statistics``):
+            ``"second_moment"`` (the paper), ``"centred"``, ``"spread"``, ``"separation"`` (a heuristic
+            suggested by data, not a consequence of the bound) or ``"shuffled"`` (a placebo).
+        exponent: e in gamma_k proportional to a_k^e, in (0, 1); 1/3 is the bound's value (p = 2 in
+            ``theory.optimal_margins``, e = 1/(p + 1)).
+        shuffle_seed: seed of the fixed derangement used by ``statistic="shuffled"``.
+        stat_slots: None (default): K slots, and a class not yet seen takes the mean statistic of
+            the seen ones. An integer S >= K reproduces the released code's slot handling: S slots of
+            which the first K are the real classes; a slot never seen (the S - K that no label
+            reaches, and a real class before its first batch) has a_k = 0 and margin 0 and counts as
+            0 in sbar, and the margins and the representation term are normalised by S, not K. The
+            released ImageNet script builds ``MRFLoss()`` with S = 1000 whatever K is, so the real
+            classes' margins average S / K (``make_loss("mr2-official", K)``).
         sync_stats: all-reduce the statistics under torch.distributed (default True).
-        check_values: check inputs for NaN/inf and labels out of range (one device sync per step).
+        check_values: check inputs for NaN/inf and labels out of range (one device sync per step),
+            and warn when a batch statistic is not finite.
 
-    Call: ``loss(logits (B, K), features (B, d), targets (B,))`` -> scalar. ``loss.last`` then holds
-    detached tensors: ``loss``, ``ce`` (the logit term), ``rep`` (the representation term, before
-    ``lambda_rep``), ``margins`` (K,), ``sbar``.
+    Call: ``loss(logits (B, K), features (B, d), targets (B,))`` -> scalar. The statistics are taken
+    on ``features``, which need not be what the head saw (the released ImageNet code takes them on the
+    raw backbone features while its head normalises its input). ``loss.last`` then holds detached
+    tensors: ``loss``, ``ce`` (the logit term), ``rep`` (the representation term, before
+    ``lambda_rep``), ``margins`` (K,), ``margin_min`` and ``margin_max`` (the realised range of
+    gamma), ``sbar`` and ``stats_skipped`` (classes whose batch statistic was not finite and was
+    left out of the EMA this step). ``loss.statistic`` names the statistic.
+
+    Non-finite statistics. The statistics are computed so that finite features cannot overflow them
+    (``class_stats``, a power-of-two rescaling), but a statistic beyond the range of the buffers'
+    dtype (e.g. ||h||^2 > 3.4e38 in float32) is still inf. Such a class is **skipped**: its EMAs and
+    ``observations`` keep their previous values, a ``RuntimeWarning`` names the statistic, the classes
+    and what to do (with ``check_values=False`` the skip is silent: no read-back), and
+    ``last["stats_skipped"]`` counts them. The loss of that batch is still computed.
 
     Buffers (float32 unless the module is cast, e.g. ``.double()``; never lowered by autocast):
     ``mean_norm_ema`` (K,), ``spread_ema`` (K,), ``observations`` (K,) int64 (batches that held the
-    class; 0 = never seen). They are in ``state_dict``, so checkpoints resume exactly.
+    class; 0 = never seen), and for ``"centred"`` / ``"separation"`` ``class_mean_ema`` (K, d),
+    allocated at the first batch (d is not known before). They are in ``state_dict``, so checkpoints
+    resume exactly.
     """
 
     uses_features = True
@@ -83,6 +120,10 @@ class MR2Loss(LossBase):
         rep_target: str = "mean",
         rep_temperature: float | None = None,
         logit_margins: bool = True,
+        statistic: str = "second_moment",
+        exponent: float = 1.0 / 3.0,
+        shuffle_seed: int = 0,
+        stat_slots: int | None = None,
         sync_stats: bool = True,
         check_values: bool = True,
     ) -> None:
@@ -99,72 +140,217 @@ class MR2Loss(LossBase):
             else check_real("rep_temperature", rep_temperature, low=0.0, low_open=True)
         )
         self.logit_margins = bool(logit_margins)
-        self.sync_stats = bool(sync_stats)
+        self.statistic = check_in("statistic", statistic, STATISTICS)
+        self.exponent = check_real("exponent", exponent, low=0.0, high=1.0, low_open=True, high_open=True)
+        # e = 1 / (p + 1) in theory.optimal_margins; e = 1/3 gives p = 2.0 exactly
+        self.margin_power = 1.0 / self.exponent - 1.0
+        self.shuffle_seed = check_int("shuffle_seed", shuffle_seed, 0)
         K = self.num_classes
+        if stat_slots is not None:
+            stat_slots = check_int("stat_slots", stat_slots, 2)
+            if stat_slots < K:
+                raise bad(
+                    "stat_slots",
+                    stat_slots,
+                    f"an integer >= num_classes = {K} (the first K slots are the real classes), or None",
+                )
+            if self.statistic == "shuffled":
+                raise bad("stat_slots", stat_slots, "None with statistic='shuffled' (a placebo of the paper)")
+        self.stat_slots = stat_slots
+        self.sync_stats = bool(sync_stats)
+        self._skipped: Tensor | None = None  # classes left out of the EMA at the last update
         self.register_buffer("mean_norm_ema", torch.zeros(K, dtype=torch.float32))
         self.register_buffer("spread_ema", torch.zeros(K, dtype=torch.float32))
         self.register_buffer("observations", torch.zeros(K, dtype=torch.int64))
+        if self.statistic in VECTOR_STATISTICS:
+            # (K, d), materialised at the first batch or by load_state_dict (_load_from_state_dict)
+            self.register_buffer("class_mean_ema", torch.zeros(K, 0, dtype=torch.float32))
+        if self.statistic == "shuffled":
+            # not persistent: it is a function of (K, shuffle_seed), both in the config
+            self.register_buffer("permutation", derangement(K, self.shuffle_seed), persistent=False)
 
     # ----------------------------------------------------------------------------------------------
     # statistics and margins
 
+    @property
+    def slots(self) -> int:
+        """S, the number of statistic slots: ``stat_slots``, or K."""
+        return self.num_classes if self.stat_slots is None else self.stat_slots
+
     @torch.no_grad()
-    def update_statistics(self, features: Tensor, targets: Tensor, layout: BatchLayout | None = None) -> None:
+    def update_statistics(
+        self,
+        features: Tensor,
+        targets: Tensor,
+        layout: BatchLayout | None = None,
+        *,
+        feature_absmax: float | None = None,
+    ) -> None:
         """Fold one batch into the per-class EMAs (features (B, d), targets (B,) int64).
 
         Present classes seen before: ema <- decay * ema + (1 - decay) * batch value. Present classes
-        never seen: ema <- batch value. Absent classes: unchanged. Called by ``forward`` in training
-        mode; call it directly only to feed statistics by hand.
+        never seen: ema <- batch value. Absent classes: unchanged. A class whose batch statistic is not
+        finite: unchanged, and not counted as observed (class docstring). Called by ``forward`` in
+        training mode; call it directly only to feed statistics by hand. ``feature_absmax`` is
+        max |features| when the caller already read it back (the input check does), which lets the
+        overflow guard cost nothing on the usual path.
         """
         h = features.detach().to(self.mean_norm_ema.dtype)
+        sync = self.sync_stats and distributed_world_size() > 1
+        if feature_absmax is not None and not sync:
+            # host path: features below the overflow threshold (every realistic scale) give finite
+            # statistics by construction, so neither a rescaling nor a finiteness check is needed
+            scale = overflow_scale(feature_absmax, self.norm_p, h.dtype)
+            guard = scale is not None
+        else:
+            scale = overflow_scale_tensor(h, self.norm_p, sync=sync)  # exactly 1 unless needed
+            guard = True
+        vector = self.statistic in VECTOR_STATISTICS
+        if vector:
+            self._materialise_class_means(h.shape[1])
         stats = batch_class_statistics(
             h,
             targets,
             self.num_classes,
             norm_p=self.norm_p,
-            sync=self.sync_stats and distributed_world_size() > 1,
+            sync=sync,
             layout=layout,
+            scale=scale,
+            with_means=vector,
         )
         idx = stats.classes
         seen_before = self.observations.index_select(0, idx)
         # weight of the new value: 1 on a class's first observation (initialise), 1 - decay after
         w = torch.where(seen_before == 0, h.new_ones(()), h.new_full((), 1.0 - self.ema_decay))
-        for ema, new in ((self.mean_norm_ema, stats.mean_norm), (self.spread_ema, stats.spread)):
+        updates = [(self.mean_norm_ema, stats.mean_norm), (self.spread_ema, stats.spread)]
+        if vector:
+            updates.append((self.class_mean_ema, stats.means))
+        observed: Tensor | int = 1
+        self._skipped = None
+        if guard:
+            ok = torch.isfinite(stats.mean_norm + stats.spread)  # the sum: a_k itself must be finite
+            if vector:
+                ok &= torch.isfinite(stats.means).all(dim=1)
+            if self.check_values:
+                self._warn_non_finite(idx, ok, feature_absmax)
+            # a skipped class gets weight 0 on its own old value: exactly unchanged, no inf * 0
+            w = torch.where(ok, w, 0.0)
+            updates = [
+                (ema, torch.where(ok.view(-1, *[1] * (new.ndim - 1)), new, ema.index_select(0, idx)))
+                for ema, new in updates
+            ]
+            observed = ok.long()
+            self._skipped = (~ok).sum()
+        for ema, new in updates:
             old = ema.index_select(0, idx)
-            ema.index_copy_(0, idx, old + w * (new - old))  # = decay * old + (1 - decay) * new
-        self.observations.index_copy_(0, idx, seen_before + 1)
+            wk = w if ema.ndim == 1 else w[:, None]
+            ema.index_copy_(0, idx, old + wk * (new - old))  # = decay * old + (1 - decay) * new
+        self.observations.index_copy_(0, idx, seen_before + observed)
+
+    def _warn_non_finite(self, classes: Tensor, ok: Tensor, feature_absmax: float | None) -> None:
+        bad_classes = classes[~ok].tolist()  # one small read-back, only on the guarded path
+        if not bad_classes:
+            return
+        size = "" if feature_absmax is None else f" (max |h| = {feature_absmax:.3g})"
+        warnings.warn(
+            f"MR2Loss: the batch statistics ||mu_k||_{self.norm_p:g}^2 + s_k^2 of classes {bad_classes[:10]}"
+            f"{' ...' if len(bad_classes) > 10 else ''} are not finite in {self.mean_norm_ema.dtype}{size}; "
+            "they were left out of the EMA, which keeps its previous values. Rescale or normalise the "
+            "features, use a smaller norm_p, or keep the statistics in float64 with loss.double().",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+
+    def _materialise_class_means(self, d: int) -> None:
+        buf = self.class_mean_ema
+        if buf.shape[1] == d:
+            return
+        if buf.shape[1] != 0:
+            raise bad("features", f"<width {d}>", f"width d = {buf.shape[1]}, as in earlier batches")
+        self.class_mean_ema = buf.new_zeros(self.num_classes, d)
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kw: Any) -> None:
+        # class_mean_ema is (K, 0) until the first batch: take the checkpoint's width before loading
+        saved = state_dict.get(prefix + "class_mean_ema")
+        if saved is not None and hasattr(self, "class_mean_ema") and self.class_mean_ema.shape[1] == 0:
+            self.class_mean_ema = self.class_mean_ema.new_zeros(saved.shape)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kw)
 
     def class_spreads(self) -> tuple[Tensor, Tensor]:
-        """``(a, sbar)``: a_k = EMA ||mu_k||_p^2 + EMA s_k^2 (K,), and sbar = the mean EMA spread s_k^2
-        over the classes seen so far (0-dim).
+        """``(a, sbar)``: the statistic a_k of every class (K,) (``statistic``; by default
+        EMA ||mu_k||_p^2 + EMA s_k^2; float64 for ``"centred"`` and ``"separation"``), and sbar = the
+        mean EMA spread s_k^2 (0-dim).
 
-        A class never seen gets the mean a of the seen ones (a neutral guess, so that it neither takes
-        nor leaves margin budget); before any class is seen all a_k are 0 (uniform margins).
+        Default slots: a class never seen gets the mean a of the seen ones (a neutral guess, so that it
+        neither takes nor leaves margin budget), sbar averages over the classes seen, and before any
+        class is seen all a_k are 0 (uniform margins). With ``stat_slots`` = S: a class never seen has
+        a_k = 0 and sbar = (sum of the seen spreads) / S, as in the released code.
         """
         seen = self.observations > 0
         n_seen = seen.sum().clamp_min(1).to(self.spread_ema.dtype)
-        a = torch.where(seen, self.mean_norm_ema + self.spread_ema, 0.0)
-        a = torch.where(seen, a, a.sum() / n_seen)
-        sbar = torch.where(seen, self.spread_ema, 0.0).sum() / n_seen
+        stat = class_statistic(
+            self.statistic,
+            mean_norm=self.mean_norm_ema,
+            spread=self.spread_ema,
+            class_means=getattr(self, "class_mean_ema", None),
+            seen=seen,
+            norm_p=self.norm_p,
+        )
+        a = torch.where(seen, stat, 0.0)
+        spread_sum = torch.where(seen, self.spread_ema, 0.0).sum()
+        if self.stat_slots is None:
+            a = torch.where(seen, a, a.sum() / n_seen)
+            sbar = spread_sum / n_seen
+        else:
+            sbar = spread_sum / self.stat_slots
+        if self.statistic == "shuffled":
+            a = a.index_select(0, self.permutation)  # class k takes the value of class perm[k] != k
         return a, sbar
 
     def margins(self, spreads: Tensor | None = None) -> Tensor:
-        """gamma (K,) via ``theory.optimal_margins`` from ``spreads`` (default: ``class_spreads()``);
-        mean(gamma) = cbar."""
+        """gamma (K,) via ``theory.optimal_margins`` from ``spreads`` (default: ``class_spreads()``).
+
+        mean(gamma) = cbar with the default slots. With ``stat_slots`` = S, gamma_k =
+        S cbar a_k^e / sum_j a_j^e (the S - K phantom slots add a_j = 0), so the real classes' margins
+        average S cbar / K, and a class never seen has gamma = 0.
+        """
         a = self.class_spreads()[0] if spreads is None else spreads
-        a = a.clamp_min(SPREAD_FLOOR * a.max())
+        floored = a.clamp_min(SPREAD_FLOOR * a.max())
         # Our a is finite and >= 0 by construction, so skip the checks: they would sync the GPU.
-        return optimal_margins(a, mean_margin=self.mean_margin, validate=False)
+        if self.stat_slots is None:
+            return optimal_margins(
+                floored, mean_margin=self.mean_margin, power=self.margin_power, validate=False
+            )
+        budget = self.mean_margin * self.stat_slots / self.num_classes  # K * budget = S * cbar
+        a = torch.where(self.observations > 0, floored, 0.0)
+        return optimal_margins(a, mean_margin=budget, power=self.margin_power, validate=False)
 
     # ----------------------------------------------------------------------------------------------
     # loss
 
-    def _loss(self, logits: Tensor, features: Tensor, targets: Tensor) -> Tensor:
+    def forward(self, logits: Tensor, features: Tensor, targets: Tensor) -> Tensor:
+        """Loss of one batch: logits (B, K), features (B, d), targets (B,) int64 -> scalar."""
+        y, absmax = check_batch(
+            logits,
+            features,
+            targets,
+            self.num_classes,
+            need_features=True,
+            check_values=self.check_values,
+            return_feature_absmax=True,
+        )
+        self._follow_device(logits.device)
+        return self._loss(logits, features, y, feature_absmax=absmax)
+
+    def _loss(
+        self, logits: Tensor, features: Tensor, targets: Tensor, *, feature_absmax: float | None = None
+    ) -> Tensor:
         # Statistics, margins and both terms in full precision even inside an autocast region.
         with torch.autocast(device_type=logits.device.type, enabled=False):
             layout = batch_layout(targets)
+            self._skipped = None
             if self.training:
-                self.update_statistics(features, targets, layout)
+                self.update_statistics(features, targets, layout, feature_absmax=feature_absmax)
             dtype = torch.promote_types(logits.dtype, self.mean_norm_ema.dtype)
             z = logits.to(dtype)
             spreads, sbar = self.class_spreads()
@@ -172,7 +358,12 @@ class MR2Loss(LossBase):
             if not self.logit_margins:
                 ce = F.cross_entropy(z, targets)
             elif self.margin_form == "temperature":
-                ce = margin_cross_entropy(z, targets, scale=1.0 / gamma.index_select(0, targets))
+                g = gamma.index_select(0, targets)
+                if self.stat_slots is not None:
+                    # a class never seen has gamma = 0 here (the released code divides by it): its
+                    # samples get scale 0, i.e. a constant log K and no gradient, instead of NaN
+                    g = torch.where(g > 0, g, torch.inf)
+                ce = margin_cross_entropy(z, targets, scale=1.0 / g)
             else:
                 ce = margin_cross_entropy(z, targets, shift=gamma.index_select(0, targets))
             if self.lambda_rep > 0:
@@ -187,19 +378,23 @@ class MR2Loss(LossBase):
                     self.num_classes,
                     target=target,
                     temperature=temperature,
-                    scale=REP_SCALE_PER_DIM * d / self.num_classes,
+                    scale=REP_SCALE_PER_DIM * d / self.slots,
                     layout=layout,
                 )
                 total = ce + self.lambda_rep * rep.to(ce.dtype)
             else:
                 rep = ce.new_zeros(())
                 total = ce
+        g_min, g_max = torch.aminmax(gamma.detach())
         self.last = {
             "loss": total.detach(),
             "ce": ce.detach(),
             "rep": rep.detach(),
             "margins": gamma.detach(),
+            "margin_min": g_min,
+            "margin_max": g_max,
             "sbar": sbar.detach(),
+            "stats_skipped": self._skipped if self._skipped is not None else _NO_SKIPS,
         }
         return total
 
@@ -208,5 +403,6 @@ class MR2Loss(LossBase):
             f"num_classes={self.num_classes}, lambda_rep={self.lambda_rep}, ema_decay={self.ema_decay}, "
             f"norm_p={self.norm_p}, margin_form={self.margin_form!r}, mean_margin={self.mean_margin}, "
             f"rep_target={self.rep_target!r}, rep_temperature={self.rep_temperature}, "
-            f"logit_margins={self.logit_margins}"
+            f"logit_margins={self.logit_margins}, statistic={self.statistic!r}, "
+            f"exponent={self.exponent:.6g}, stat_slots={self.stat_slots}"
         )

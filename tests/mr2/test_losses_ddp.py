@@ -13,6 +13,8 @@ from mr2.losses import CDBLoss, MR2Loss
 WORLD = 2
 N_STEPS = 3
 ATOL = 1e-12  # float64; only the summation order differs between the two set-ups
+RTOL_F32 = 1e-5  # float32 buffers of features ~1e8 (L5 statistics ~1e17): summation order differs
+BIG = 1e8  # p = 5 rescales above 2^19: every rank must choose the same power of two (all-reduce max)
 
 
 def _global_batches(seed: int, K: int, d: int) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
@@ -37,15 +39,27 @@ def _worker(rank: int, init_file: str, result_dir: str) -> None:
     try:
         K, d = 5, 4
         loss = MR2Loss(K, norm_p=5.0, ema_decay=0.7).double()
+        centred = MR2Loss(K, norm_p=2.0, ema_decay=0.7, statistic="centred").double()
+        big = MR2Loss(K, norm_p=5.0, ema_decay=0.7)  # float32 buffers, features rescaled
         cdb = CDBLoss(K, tau=1.0)
-        for logits, h, y in _global_batches(0, K, d):
+        for step, (logits, h, y) in enumerate(_global_batches(0, K, d)):
             half = len(y) // 2
             sl = slice(rank * half, (rank + 1) * half)
             loss(logits[sl], h[sl], y[sl])
+            centred(logits[sl], h[sl], y[sl])
+            # only one rank holds the large features at step 1: the scale must still agree
+            h_big = h[sl] * (BIG if (step == 1 and rank == 1) or step == 2 else 1.0)
+            big(logits[sl].float(), h_big.float(), y[sl])
             cdb(logits[sl].float(), None, y[sl])
         cdb.on_epoch_start(1)
         torch.save(
-            {"mr2": loss.state_dict(), "margins": loss.margins(), "cdb": cdb.state_dict()},
+            {
+                "mr2": loss.state_dict(),
+                "margins": loss.margins(),
+                "centred": centred.state_dict(),
+                "big": big.state_dict(),
+                "cdb": cdb.state_dict(),
+            },
             os.path.join(result_dir, f"rank{rank}.pt"),
         )
     finally:
@@ -56,16 +70,36 @@ def test_two_process_gloo_statistics_equal_single_process(tmp_path):
     mp.spawn(_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD, join=True)
     K, d = 5, 4
     single = MR2Loss(K, norm_p=5.0, ema_decay=0.7).double()
+    centred = MR2Loss(K, norm_p=2.0, ema_decay=0.7, statistic="centred").double()
+    big = MR2Loss(K, norm_p=5.0, ema_decay=0.7)
     cdb = CDBLoss(K, tau=1.0)
-    for logits, h, y in _global_batches(0, K, d):
+    for step, (logits, h, y) in enumerate(_global_batches(0, K, d)):
         single(logits, h, y)
+        centred(logits, h, y)
+        h_big = h.clone()
+        if step == 1:
+            h_big[len(y) // 2 :] *= BIG
+        elif step == 2:
+            h_big *= BIG
+        big(logits.float(), h_big.float(), y)
         cdb(logits.float(), None, y)
     cdb.on_epoch_start(1)
+    assert centred.class_mean_ema.shape == (K, d)
+    assert float(big.spread_ema.max()) > 1e15  # the rescaled path was taken
     results = [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD)]
     for r, res in enumerate(results):
         for name, value in single.state_dict().items():
             torch.testing.assert_close(res["mr2"][name], value, rtol=0, atol=ATOL, msg=f"rank {r}: {name}")
         torch.testing.assert_close(res["margins"], single.margins(), rtol=0, atol=ATOL)
+        for name, value in centred.state_dict().items():
+            torch.testing.assert_close(
+                res["centred"][name], value, rtol=0, atol=ATOL, msg=f"rank {r}: {name}"
+            )
+        for name, value in big.state_dict().items():
+            rtol = 0 if name == "observations" else RTOL_F32
+            torch.testing.assert_close(
+                res["big"][name], value, rtol=rtol, atol=0, msg=f"rank {r}: big {name}"
+            )
         torch.testing.assert_close(res["cdb"]["class_weights"], cdb.class_weights, rtol=0, atol=1e-6)
         torch.testing.assert_close(res["cdb"]["class_accuracy"], cdb.class_accuracy, rtol=0, atol=1e-6)
     # and the set-up is not trivial: one rank alone would see different statistics
