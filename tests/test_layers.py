@@ -80,14 +80,18 @@ def test_no_import_cycles():
     graph: dict[str, set[str]] = {}
     modules = {_module_name(p): p for p in _sources()}
     for mod, path in modules.items():
+        by_line: dict[int, list[str]] = {}
+        for name, line, top in _imports(path):
+            if top:
+                by_line.setdefault(line, []).append(name)
         deps = set()
-        for name, _, top in _imports(path):
-            if not top:
-                continue
-            # `from a.b import c` may name the submodule a.b.c or an attribute of a.b
-            target = name if name in modules else name.rsplit(".", 1)[0]
-            if target in modules and target != mod:
-                deps.add(target)
+        for names in by_line.values():
+            # `from a.b import c` imports the submodule a.b.c when there is one (a.b's __init__ has
+            # run by then), else it reads an attribute of a.b
+            subs = [n for n in names[1:] if n in modules]
+            for target in subs or [names[0] if names[0] in modules else names[0].rsplit(".", 1)[0]]:
+                if target in modules and target != mod:
+                    deps.add(target)
         graph[mod] = deps
     state: dict[str, int] = {}
     stack: list[str] = []
