@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from common.checks import bad, check_int, check_real
+from common.contracts import CI_METHODS
 from common.seeding import as_generator
 
 __all__ = [
@@ -48,7 +49,6 @@ __all__ = [
     "seeds_for_effect",
 ]
 
-CI_METHODS: tuple[str, ...] = ("t", "bca", "percentile")
 MIN_BOOT = 100  # fewest resamples interval_estimates accepts for a bootstrap interval
 MAX_SEEDS = 100_000  # seeds_for_effect gives up beyond this (an effect far below the noise)
 TAIL_NEGLIGIBLE = 1e-12  # a power term bounded by this is taken as 0 where scipy's nct returns NaN
