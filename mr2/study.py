@@ -16,7 +16,6 @@ the same numbers the same way:
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -139,8 +138,8 @@ def load_study(
     rows, k = [], None
     for f in files:
         try:
-            m = read_json(f)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            m = read_json(f)  # names the file when the JSON is corrupt
+        except UnicodeDecodeError as exc:
             raise ValueError(f"{f}: not a readable JSON file ({exc})") from None
         k = _check_run(f, m, k)
         seed = m.get("seed", f.parent.name.removeprefix("seed"))
