@@ -41,7 +41,7 @@ from common.contracts import (
 from common.seeding import as_generator
 from common.stats import MIN_BOOT, holm, interval_estimates, paired_comparison
 from common.summaries import tail_size
-from mr2.report_markdown import render_markdown
+from mr2.report_markdown import POINTS, render_markdown
 from mr2.study import load_study, per_class_table, select, selection_rules
 
 __all__ = [
@@ -67,7 +67,18 @@ __all__ = [
 METRICS = SUMMARY_METRICS
 ALPHA = 0.05  # two-sided level of the paired tests, of the Holm family and of each TOST one-sided test
 POWER = 0.8  # power at which the minimum detectable effect is stated
-POINTS = 100.0  # accuracy fractions -> percentage points in the verdicts
+# the paired-comparison columns of summary.csv (REPORT_SUMMARY_COLUMNS), NaN until computed
+_PAIRED = (
+    "diff",
+    "diff_ci_low",
+    "diff_ci_high",
+    "diff_sd",
+    "p_value",
+    "p_holm",
+    "wilcoxon_p",
+    "mde",
+    "tost_bound",
+)
 # statistic label -> function of a run (row) giving its (K,) values; labels avoid '|' (Markdown cells)
 SPREAD_STATS: dict[str, Callable[[pd.Series], Any]] = {
     "a_k": lambda r: r["class_spread"],
@@ -138,6 +149,7 @@ def summary(
     _check_ci(ci, n_boot)
     gen = as_generator(rng) if ci != "t" else None
     available = selection_rules(runs)
+    selection = [selection] if isinstance(selection, str) else selection
     rules = list(available) if selection is None else [check_in("selection", r, available) for r in selection]
     k = len(runs["per_class_accuracy"].iloc[0])
     rows = []
@@ -151,7 +163,7 @@ def summary(
                 point, low, high = _interval(grp[metric].to_numpy(float), ci, gen, n_boot)
                 row = {"selection": rule, "loss": loss, "metric": metric, "n_seeds": len(grp), "point": point,
                        "ci_low": low, "ci_high": high, "ci_method": ci, "n_paired": len(paired)}  # fmt: skip
-                row.update(dict.fromkeys(REPORT_SUMMARY_COLUMNS[10:-1], np.nan))
+                row.update(dict.fromkeys(_PAIRED, np.nan))
                 if loss == baseline:
                     row.update(diff=0.0, verdict="baseline")
                 elif len(paired) >= 1:

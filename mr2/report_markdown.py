@@ -70,9 +70,14 @@ def _mr2_statement(table: pd.DataFrame, rule: str, baseline: str, endpoints: lis
                 "yes" if improves and not sub.loc["top10_accuracy", "verdict"].startswith("worsens") else "no"
             )
         out.append(f"- **{loss} vs {baseline}** ({n} paired seeds): " + "; ".join(parts) + ". Improves "
-                   f"{', '.join(METRIC_LABELS[m] for m in wanted)} without lowering the top-10% "
+                   f"{' and '.join(METRIC_LABELS[m] for m in wanted)} without lowering the top-10% "
                    f"(Holm-adjusted): **{answer}**.")  # fmt: skip
     return out
+
+
+def _first(runs: pd.DataFrame, key: str, default: str = "?") -> Any:
+    values = runs[key].dropna() if key in runs else []
+    return values.iloc[0] if len(values) else default
 
 
 def render_markdown(rep: Any, figures: dict[str, Path] | None = None) -> str:
@@ -81,20 +86,23 @@ def render_markdown(rep: Any, figures: dict[str, Path] | None = None) -> str:
     names = list(runs["class_names"].iloc[0]) if "class_names" in runs else []
     k = len(runs["per_class_accuracy"].iloc[0])
     seeds = sorted(set(runs["seed"]))
-    first = lambda key: runs[key].iloc[0] if key in runs else "?"  # noqa: E731
-    hours = runs["train_time_s"].sum() / 3600.0 if "train_time_s" in runs else float("nan")
+    setup = [f"dataset {_first(runs, 'dataset', 'unknown')} ({k} classes)"]
+    setup += [f"model {_first(runs, 'model')}"] if "model" in runs else []
+    setup += [f"{_first(runs, 'epochs')} epochs"] if "epochs" in runs else []
+    if "train_time_s" in runs and runs["train_time_s"].notna().all():
+        device = f" ({_first(runs, 'device')})" if "device" in runs else ""
+        setup.append(f"summed training time {runs['train_time_s'].sum() / 3600.0:.2f} h{device}")
     n_tests = table.attrs.get("n_tests", int(table["p_holm"].notna().sum()))
     boot = f" ({rep.n_boot} resamples, seed {rep.seed})" if rep.ci != "t" else ""
     one_seed = int(table["n_seeds"].min()) < 2
     lines = [
         f"# Study `{rep.study_dir.name}`: per-class accuracy over seeds",
         "",
-        f"{len(runs)} runs: losses {', '.join(dict.fromkeys(runs['loss']))}; seeds {seeds}; dataset "
-        f"{first('dataset')} ({k} classes), model {first('model')}, {first('epochs')} epochs, model "
-        f"selection on the validation split ({'; '.join(SELECTION_LABELS.get(r, r) for r in rep.rules)}). "
-        f"Summed training time {hours:.2f} h ({first('device')}). Numbers are test-split means over seeds "
-        f"with 95% {CI_NAMES[rep.ci]} intervals over seeds{boot}. With {k} classes the bottom/top 10% is "
-        f"{tail_size(k)} class(es)"
+        f"{len(runs)} runs: losses {', '.join(dict.fromkeys(runs['loss']))}; seeds {seeds}; "
+        f"{', '.join(setup)}; model selection on the validation split "
+        f"({'; '.join(SELECTION_LABELS.get(r, r) for r in rep.rules)}). Numbers are test-split means over "
+        f"seeds with 95% {CI_NAMES[rep.ci]} intervals over seeds{boot}. With {k} classes the bottom/top "
+        f"10% is {tail_size(k)} class(es)"
         + ("; the bottom-10% is then the worst class, shown and tested once." if tail_size(k) == 1 else "."),
         "",
         f"Each loss is compared with {rep.baseline} on the seeds both have (paired differences in accuracy "

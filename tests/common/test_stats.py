@@ -193,6 +193,15 @@ def test_wilcoxon_cannot_reject_below_six_pairs():
     assert res.wilcoxon_p == pytest.approx(2 / 2**5, rel=RTOL) and res.p_value < ALPHA
 
 
+def test_power_is_the_noncentral_t_tail_mass():
+    for n, effect, sd in ((3, 0.5, 1.0), (5, 1.2, 0.7), (12, 1.0, 1.1)):
+        crit = stats.t.ppf(1 - ALPHA / 2, n - 1)
+        nc = effect * np.sqrt(n) / sd
+        ref = stats.nct.sf(crit, n - 1, nc) + stats.nct.cdf(-crit, n - 1, nc)
+        assert paired_power(effect, sd, n, alpha=ALPHA) == pytest.approx(ref, rel=RTOL)
+        assert paired_power(-effect, sd, n, alpha=ALPHA) == pytest.approx(ref, rel=RTOL)  # two-sided
+
+
 def test_mde_has_the_power_it_claims():
     sd, n = 1.3, 5
     mde = minimum_detectable_effect(sd, n, power=POWER, alpha=ALPHA)
