@@ -26,7 +26,12 @@ __all__ = [
     "CHECKPOINT_FILE",
     "METRICS_FILE",
     "METRICS_KEYS",
+    "METRICS_OPTIONAL_KEYS",
     "SELECTION_RULES",
+    "SELECTION_LABELS",
+    "SELECTION_KEYS",
+    "CI_METHODS",
+    "REPORT_SUMMARY_COLUMNS",
     "SUMMARY_METRICS",
     "METRIC_LABELS",
     "HIGHER_IS_BETTER",
@@ -78,11 +83,6 @@ CHECKPOINT_FILE = "checkpoint.pt"  # written atomically after every epoch
 METRICS_FILE = "metrics.json"  # test numbers of the selected model
 RUN_FILES: tuple[str, ...] = (CONFIG_FILE, LOG_FILE, CHECKPOINT_FILE, METRICS_FILE)
 
-# How a run picks the model it reports, on the validation split (never the test split): the best
-# overall accuracy, the best worst-class accuracy, or the last epoch. metrics.json holds the configured
-# rule's numbers at the top level and every rule's under "selections".
-SELECTION_RULES: tuple[str, ...] = ("accuracy", "worst_class_accuracy", "last")
-
 # Keys every metrics.json holds (it may hold more).
 METRICS_KEYS: tuple[str, ...] = (
     "accuracy",  # fraction of test images right
@@ -99,6 +99,39 @@ METRICS_KEYS: tuple[str, ...] = (
     "class_names",
     "loss",
     "seed",
+)
+# Keys a metrics.json may hold (readers use them when present and skip them silently otherwise).
+METRICS_OPTIONAL_KEYS: tuple[str, ...] = (
+    "select_metric",  # the rule (one of SELECTION_RULES) that chose the model of the top-level numbers
+    "selected_epoch",  # its epoch (1-based: 1 is the model after the first epoch)
+    # {rule: {...}} for every rule in SELECTION_RULES: the test numbers of the model each rule selects,
+    # with the keys SELECTION_KEYS; the top-level numbers are those of the run's select_metric
+    "selections",
+    "margin_min",  # MR² losses: smallest per-class margin gamma_k at the end of training
+    "margin_max",  # MR² losses: largest per-class margin gamma_k at the end of training
+)
+# Model-selection rules on the validation split (never the test split): best overall accuracy, best
+# worst-class accuracy, or the last epoch.
+SELECTION_RULES: tuple[str, ...] = ("accuracy", "worst_class_accuracy", "last")
+SELECTION_LABELS = MappingProxyType(
+    {
+        "accuracy": "best validation accuracy",
+        "worst_class_accuracy": "best worst-class validation accuracy",
+        "last": "last epoch",
+    }
+)
+# Keys of each selections[rule] entry: the epoch and the test numbers of the model the rule selects
+# (the keys of common.summaries.class_summary among them).
+SELECTION_KEYS: tuple[str, ...] = (
+    "selected_epoch",
+    "accuracy",
+    "per_class_accuracy",
+    "worst_class",
+    "worst_class_accuracy",
+    "bottom10_accuracy",
+    "top10_accuracy",
+    "class_accuracy_std",
+    "balanced_accuracy",
 )
 # The per-run summaries a report compares across losses, and how to read them.
 SUMMARY_METRICS: tuple[str, ...] = (
@@ -120,6 +153,16 @@ METRIC_LABELS = MappingProxyType(
 HIGHER_IS_BETTER = MappingProxyType({m: m != "class_accuracy_std" for m in SUMMARY_METRICS})
 # bottom/top tail: the ceil(TAIL_FRACTION * K) worst/best classes (1 class when K = 10)
 TAIL_FRACTION = 0.10
+# Confidence intervals over seeds (common.stats.interval_estimates): Student t (the default for
+# means), BCa bootstrap, percentile bootstrap.
+CI_METHODS: tuple[str, ...] = ("t", "bca", "percentile")
+# summary.csv of `mr2 report`: one row per (selection rule, loss, metric). diff_* and the tests compare
+# the loss with the baseline on the seeds both have; p_holm is Holm-adjusted over the report's family.
+REPORT_SUMMARY_COLUMNS: tuple[str, ...] = (
+    "study", "selection", "loss", "metric", "n_seeds", "point", "ci_low", "ci_high", "ci_method",
+    "n_paired", "diff", "diff_ci_low", "diff_ci_high", "diff_sd", "p_value", "p_holm", "wilcoxon_p",
+    "mde", "tost_bound", "verdict",
+)  # fmt: skip
 
 # ------------------------------------------------------------------------------------------- sims
 SIMS_PRESETS: tuple[str, ...] = ("margin-vs-variance", "theory-vs-uniform", "bound-vs-gap", "all")

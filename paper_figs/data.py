@@ -29,7 +29,6 @@ __all__ = [
     "sims_file",
     "loss_bench_file",
     "read_table",
-    "load_study",
     "find_study",
     "training_study",
 ]
@@ -106,60 +105,6 @@ def read_table(path: str | Path, required: list[str] | tuple[str, ...]) -> Any:
     if frame.empty:
         raise ValueError(f"{path}: no rows; delete it to recompute it")
     return frame
-
-
-def _metric_files(study: Path) -> list[Path]:
-    return sorted(study.glob("*/seed*/metrics.json"))
-
-
-def load_study(study: str | Path, losses: tuple[str, ...] | None = None) -> tuple[Any, list[Path]]:
-    """Per-class results of every finished run of a study, as a long table.
-
-    Args:
-        study: ``RUNS/<study>`` holding ``<loss>/seed<k>/metrics.json`` (docs/CONTRACTS.md).
-        losses: keep only these losses (folder names); all when None.
-
-    Returns:
-        ``(frame, files)``: frame has one row per (loss, seed, class) with columns ``loss, seed,
-        class_index, class_name, accuracy, error, spread, rel_spread, dataset`` (``rel_spread`` is
-        a_k over the run's mean a_k, since feature scales differ between models), and the
-        metrics files read.
-    """
-    import numpy as np
-    import pandas as pd
-
-    from common.io import read_json
-
-    study = Path(study)
-    files = [f for f in _metric_files(study) if losses is None or f.parent.parent.name in losses]
-    if not files:
-        want = f" for losses {list(losses)}" if losses else ""
-        raise ValueError(f"{study}: no finished runs (<loss>/seed<k>/metrics.json){want}")
-    frames = []
-    for f in files:
-        m = read_json(f)
-        acc = np.asarray(m["per_class_accuracy"], dtype=float)
-        k = acc.shape[0]
-        spread = np.asarray(m.get("class_spread", [np.nan] * k), dtype=float)
-        if spread.shape != (k,):
-            raise bad(f"{f}: class_spread", m.get("class_spread"), f"one spread per class ({k})")
-        names = m.get("class_names") or [str(i) for i in range(k)]
-        frames.append(
-            pd.DataFrame(
-                {
-                    "loss": m.get("loss", f.parent.parent.name),
-                    "seed": int(m.get("seed", f.parent.name.removeprefix("seed"))),
-                    "class_index": np.arange(k),
-                    "class_name": [str(n) for n in names],
-                    "accuracy": acc,
-                    "error": 1.0 - acc,
-                    "spread": spread,
-                    "rel_spread": spread / np.mean(spread),
-                    "dataset": m.get("dataset", "unknown"),
-                }
-            )
-        )
-    return pd.concat(frames, ignore_index=True), files
 
 
 def find_study(results: Path, losses: tuple[str, ...]) -> Path | None:

@@ -6,11 +6,12 @@ and file the figures read. Never point a paper figure at them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
-from common.contracts import FASHION_MNIST_CLASSES
+from common.contracts import FASHION_MNIST_CLASSES, MR2_LOSSES, SELECTION_RULES
 from common.io import write_csv, write_json
 from common.seeding import as_generator
 from common.summaries import class_summary
@@ -22,33 +23,79 @@ _BASE_ACC = np.array([0.86, 0.97, 0.83, 0.90, 0.84, 0.96, 0.66, 0.95, 0.97, 0.96
 
 
 def write_runs(
-    study: str | Path, *, losses=("ce", "mr2"), seeds=(0, 1, 2), rng: int | np.random.Generator = 0
+    study: str | Path,
+    *,
+    losses=("ce", "mr2"),
+    seeds=(0, 1, 2),
+    rng: int | np.random.Generator = 0,
+    effects: Mapping[str, float] | None = None,
+    seed_sd: float = 0.0,
+    noise_sd: float = 0.01,
+    selections: bool = True,
 ) -> Path:
-    """Write ``study/<loss>/seed<k>/metrics.json`` with the contract's keys; return the study folder."""
+    """Write ``study/<loss>/seed<k>/metrics.json`` with the contract's keys; return the study folder.
+
+    Per-class accuracy of a run = base accuracy + the loss's effect + a per-seed deviation shared by
+    every loss on that seed (``seed_sd``: what pairing by seed cancels) + the run's own noise
+    (``noise_sd``), clipped to [0, 1]. Each run also holds ``selections`` (``SELECTION_RULES``: the
+    ``accuracy`` rule's numbers are the top level, the others are the top level plus their own noise)
+    and, for MR² losses, ``margin_min``/``margin_max`` of ``theory.optimal_margins`` on its spread.
+
+    Args:
+        effects: {loss: shift of every class's accuracy (fraction)}; a loss not listed gets the
+            default gain 0.03 x (its position in ``losses``) x (1 - base accuracy).
+        seed_sd, noise_sd: standard deviations (fractions) of the shared per-seed and the per-run
+            per-class deviations.
+        selections: write ``selections`` (False: the older format without them).
+    """
+    from theory import optimal_margins
+
     gen = as_generator(rng)
     study = Path(study)
     k = len(FASHION_CLASSES)
+    shared = {seed: gen.normal(0, seed_sd, k) if seed_sd > 0 else np.zeros(k) for seed in seeds}
     for li, loss in enumerate(losses):
-        for seed in seeds:
-            acc = np.clip(_BASE_ACC + 0.01 * li * (1 - _BASE_ACC) * 3 + gen.normal(0, 0.01, k), 0, 1)
+        shift = effects[loss] if effects is not None and loss in effects else 0.01 * li * (1 - _BASE_ACC) * 3
+        for epoch, seed in enumerate(seeds):
+            acc = np.clip(_BASE_ACC + shift + shared[seed] + gen.normal(0, noise_sd, k), 0, 1)
             spread = 20.0 * (1.2 - acc) * np.exp(gen.normal(0, 0.1, k))
             within = spread * gen.uniform(0.2, 0.6, k)  # s_k^2; the rest is ||mu_k||^2
-            write_json(
-                study / loss / f"seed{seed}" / "metrics.json",
-                {
-                    "accuracy": float(acc.mean()),
-                    "per_class_accuracy": acc,
-                    **class_summary(acc),
-                    "class_spread": spread,
-                    "class_within_spread": within,
-                    "class_mean_norm2": spread - within,
-                    "dataset": "synthetic",
-                    "class_names": list(FASHION_CLASSES),
-                    "loss": loss,
-                    "seed": seed,
-                },
-            )
+            metrics = {
+                "accuracy": float(acc.mean()),
+                "per_class_accuracy": acc,
+                **class_summary(acc),
+                "class_spread": spread,
+                "class_within_spread": within,
+                "class_mean_norm2": spread - within,
+                "dataset": "synthetic",
+                "class_names": list(FASHION_CLASSES),
+                "loss": loss,
+                "seed": seed,
+                "select_metric": "accuracy",
+                "selected_epoch": 5 + epoch % 3,
+            }
+            if selections:
+                metrics["selections"] = {}
+                for i, rule in enumerate(SELECTION_RULES):
+                    top = rule == "accuracy"  # the top level is this rule's model (select_metric)
+                    other = acc if top else np.clip(acc + gen.normal(0, noise_sd, k), 0, 1)
+                    epoch = metrics["selected_epoch"] if top else 9 - i
+                    metrics["selections"][rule] = _selected(other, epoch=epoch)
+            if loss in MR2_LOSSES:
+                gamma = optimal_margins(spread)
+                metrics.update(margin_min=float(gamma.min()), margin_max=float(gamma.max()))
+            write_json(study / loss / f"seed{seed}" / "metrics.json", metrics)
     return study
+
+
+def _selected(acc: np.ndarray, *, epoch: int) -> dict:
+    """One ``selections[rule]`` entry (``SELECTION_KEYS``) for per-class accuracies ``acc``."""
+    return {
+        "selected_epoch": epoch,
+        "accuracy": float(acc.mean()),
+        "per_class_accuracy": acc,
+        **class_summary(acc),
+    }
 
 
 def write_sims(folder: str | Path, *, rng: int | np.random.Generator = 0) -> Path:

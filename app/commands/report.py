@@ -1,31 +1,70 @@
-"""``mr2 report RUNS/<study>``: per-class tables with bootstrap CIs, paired against CE, and plots."""
+"""``mr2 report RUNS/<study>``: per-class tables with t-based CIs, paired tests against CE (Holm-adjusted,
+with the MDE and the TOST bound), under each model-selection rule, and plots.
+
+The tables and the Markdown come from ``mr2.report``; the plots from ``paper_figs.study_plots``.
+"""
 
 from __future__ import annotations
 
 import argparse
 
-HELP = "report a training study: per-class accuracy over seeds with bootstrap CIs, paired vs CE, plots"
+from common.contracts import BASELINE_LOSS, CI_METHODS, SELECTION_RULES
+
+HELP = (
+    "report a training study: per-class accuracy over seeds with t CIs, paired tests vs CE (Holm, MDE, "
+    "TOST) under each selection rule, plots"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("study_dir", help="the study folder, RUNS/<study> (holding <loss>/seed<k>/)")
     parser.add_argument("--out", help="output folder (default: STUDY_DIR/report)")
-    parser.add_argument("--baseline", default="ce", help="loss the others are paired against (default ce)")
+    parser.add_argument(
+        "--baseline",
+        default=BASELINE_LOSS,
+        help=f"loss the others are paired against (default {BASELINE_LOSS})",
+    )
+    parser.add_argument(
+        "--ci",
+        choices=CI_METHODS,
+        default="t",
+        help="interval over seeds: t (Student t, default), bca (BCa bootstrap), percentile (bootstrap)",
+    )
+    parser.add_argument(
+        "--selection",
+        nargs="+",
+        choices=SELECTION_RULES,
+        default=None,
+        help="model-selection rule(s) to report (default: every rule the runs record; runs without "
+        "'selections' are reported under their select_metric)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resampling (default 0)")
-    parser.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    parser.add_argument(
+        "--n-boot",
+        type=int,
+        default=2000,
+        help="bootstrap resamples with --ci bca|percentile (>= 100; default 2000)",
+    )
     parser.add_argument("--no-plots", action="store_true", help="tables only")
 
 
 def run(args: argparse.Namespace) -> int:
     from mr2.report import write_report
 
+    figures = None
+    if not args.no_plots:
+        from paper_figs.study_plots import draw_report_figures
+
+        figures = draw_report_figures
     paths = write_report(
         args.study_dir,
         args.out,
         baseline=args.baseline,
+        ci=args.ci,
+        selection=args.selection,
         rng=args.seed,
         n_boot=args.n_boot,
-        plots=not args.no_plots,
+        figures=figures,
     )
     print(paths["report"].read_text())
     for name, path in paths.items():

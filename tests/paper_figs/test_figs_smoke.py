@@ -138,20 +138,26 @@ def test_a_broken_input_fails_its_figure_only(tmp_path, capsys):
     assert "figure 5 not drawn" in capsys.readouterr().err
 
 
-def test_bootstrap_cis_are_seeded_and_contain_the_mean(results):
-    from paper_figs.fig1_class_accuracy import class_accuracy_ci, paired_difference_ci
+def test_figure_cis_are_t_intervals_and_none_from_one_seed(results):
+    """Figures 1 and 2 read the study through mr2.report and draw t intervals from its tables."""
+    from scipy import stats
 
-    frame, files = data.load_study(results / "runs" / "synthetic")
-    assert len(files) == 6
-    a = class_accuracy_ci(frame, seed=3)
-    b = class_accuracy_ci(frame, seed=3)
-    assert a.equals(b)
-    assert np.all(a["ci_low"] <= a["mean"] + 1e-12) and np.all(a["mean"] <= a["ci_high"] + 1e-12)
+    from mr2.report import class_intervals, load_study, paired_class_differences, per_class_table
+
+    runs = load_study(results / "runs" / "synthetic")
+    assert len(runs) == 6 and all(p.endswith("metrics.json") for p in runs["path"])
+    frame = per_class_table(runs)
+    a = class_intervals(frame)
+    ce = frame[frame["loss"] == "ce"].pivot(index="seed", columns="class_index", values="accuracy")
+    ref = stats.ttest_1samp(ce.to_numpy(), 0.0).confidence_interval(0.95)
+    got = a[a["loss"] == "ce"].sort_values("class_index")
+    np.testing.assert_allclose(got["ci_low"], ref.low, rtol=1e-9)
+    np.testing.assert_allclose(got["ci_high"], ref.high, rtol=1e-9)
     one = frame[frame["seed"] == 0]
-    d = paired_difference_ci(one, "mr2", "ce", seed=0)
-    ce = one[one["loss"] == "ce"].sort_values("class_index")["accuracy"].to_numpy()
-    mr2 = one[one["loss"] == "mr2"].sort_values("class_index")["accuracy"].to_numpy()
-    np.testing.assert_allclose(d["diff"], mr2 - ce)
+    d = paired_class_differences(one, "mr2", "ce")
+    ce0 = one[one["loss"] == "ce"].sort_values("class_index")["accuracy"].to_numpy()
+    mr20 = one[one["loss"] == "mr2"].sort_values("class_index")["accuracy"].to_numpy()
+    np.testing.assert_allclose(d["diff"], mr20 - ce0)
     assert d["ci_low"].isna().all()  # one seed: no CI is invented
 
 

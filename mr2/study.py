@@ -1,0 +1,260 @@
+"""A training study on disk, read once and checked: ``RUNS/<study>/<loss>/seed<k>/metrics.json``.
+
+One reader (:func:`load_study`) and its views, so that the report, the figures and the notebooks read
+the same numbers the same way:
+
+* :func:`load_study`: one row per run, every ``metrics.json`` key a column (per-class lists stay
+  lists), plus ``path``; each file is checked against ``common.contracts`` and a file of the wrong
+  shape is a ``ValueError`` naming the file and the key.
+* :func:`selection_rules` and :func:`select`: the runs as selected by one model-selection rule
+  (``SELECTION_RULES``: best validation accuracy, best worst-class validation accuracy, last epoch),
+  from each run's ``selections`` when it has them, else from its top-level numbers when its
+  ``select_metric`` is that rule.
+* :func:`per_class_table`: the long table, one row per (loss, seed, class), that the per-class
+  statistics and figures use.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from common.checks import bad
+from common.contracts import (
+    LOSSES,
+    METRICS_FILE,
+    SELECTION_KEYS,
+    SELECTION_RULES,
+    SUMMARY_METRICS,
+)
+from common.io import read_json
+
+__all__ = ["CONFIGURED", "SPREAD_KEYS", "load_study", "selection_rules", "select", "per_class_table"]
+
+# rule label of top-level numbers whose run does not record its select_metric
+CONFIGURED = "configured"
+# per-class statistics of the features of the top-level (select_metric's) model
+SPREAD_KEYS: tuple[str, ...] = ("class_spread", "class_mean_norm2", "class_within_spread")
+_SCALARS: tuple[str, ...] = ("margin_min", "margin_max")
+
+
+def _vector(path: Path, key: str, value: Any, k: int | None, *, unit: bool = False) -> list[float]:
+    """``value`` as a list of ``k`` finite floats (in [0, 1] when ``unit``), or a ValueError naming
+    the file and the key."""
+    what = f"a list of {k if k is not None else 'K >= 2'} finite numbers" + (" in [0, 1]" if unit else "")
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise bad(f"{path}: {key}", value, what) from None
+    ok = arr.ndim == 1 and (arr.size == k if k is not None else arr.size >= 2) and np.all(np.isfinite(arr))
+    if not ok or (unit and np.any((arr < 0) | (arr > 1))):
+        raise bad(f"{path}: {key}", value, what + " (one per class, like the study's other runs)")
+    return arr.tolist()
+
+
+def _number(path: Path, key: str, value: Any, *, unit: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+        raise bad(f"{path}: {key}", value, "a finite number")
+    if unit and not 0 <= value <= 1:
+        raise bad(f"{path}: {key}", value, "a fraction in [0, 1]")
+    return float(value)
+
+
+def _check_numbers(path: Path, where: str, entry: dict, k: int | None) -> int:
+    """Check the per-class accuracies and their summaries in ``entry`` (a run's top level or one of
+    its selections); return K."""
+    acc = _vector(path, f"{where}per_class_accuracy", entry.get("per_class_accuracy"), k, unit=True)
+    for key in SUMMARY_METRICS:
+        if key not in entry:
+            raise bad(f"{path}: {where}{key}", None, "a number (metrics.json from mr2 train hold it)")
+        _number(path, f"{where}{key}", entry[key], unit=key != "class_accuracy_std")
+    return len(acc)
+
+
+def _check_run(path: Path, m: Any, k: int | None) -> int:
+    """Check one metrics.json against the contract (common.contracts); return its K."""
+    if not isinstance(m, dict):
+        raise bad(str(path), type(m).__name__, "a JSON object of metrics (a dict), as mr2 train writes")
+    k = _check_numbers(path, "", m, k)
+    names = m.get("class_names")
+    if names is not None and (not isinstance(names, list) or len(names) != k):
+        raise bad(f"{path}: class_names", names, f"a list of {k} class names")
+    for key in SPREAD_KEYS:
+        if key in m:
+            _vector(path, key, m[key], k)
+    for key in _SCALARS:
+        if key in m:
+            _number(path, key, m[key])
+    if "selections" in m:
+        sel = m["selections"]
+        if not isinstance(sel, dict) or not set(sel) <= set(SELECTION_RULES):
+            raise bad(
+                f"{path}: selections", sel, f"a dict {{rule: {{...}}}} with rules among {SELECTION_RULES}"
+            )
+        for rule, entry in sel.items():
+            if not isinstance(entry, dict):
+                raise bad(f"{path}: selections.{rule}", entry, f"a dict with the keys {SELECTION_KEYS}")
+            _check_numbers(path, f"selections.{rule}.", entry, k)
+            epoch = entry.get("selected_epoch")
+            if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+                raise bad(f"{path}: selections.{rule}.selected_epoch", epoch, "an epoch index >= 0")
+    return k
+
+
+def load_study(
+    study_dir: str | os.PathLike, losses: tuple[str, ...] | list[str] | None = None
+) -> pd.DataFrame:
+    """One row per finished run under ``study_dir/<loss>/seed<k>/metrics.json``, checked.
+
+    Args:
+        study_dir: the study folder ``RUNS/<study>``.
+        losses: keep only these losses (folder names); all when None.
+
+    Returns:
+        pandas DataFrame with columns ``loss, seed, path`` and every ``metrics.json`` key (per-class
+        lists stay lists), sorted by loss (``common.contracts.LOSSES`` order, others after) and seed.
+        ``loss``/``seed`` come from the file, else from its folder names.
+
+    Raises:
+        ValueError: no such folder, no finished run, a file that is not JSON, or a file whose keys
+            have the wrong type or length (the message names the file and the key), two files of
+            one (loss, seed), or runs with different numbers of classes.
+    """
+    root = Path(study_dir)
+    if not root.is_dir():
+        raise bad("study_dir", str(root), "a folder of runs <loss>/seed<k>/metrics.json (from mr2 train)")
+    files = sorted(root.glob(f"*/seed*/{METRICS_FILE}"))
+    if losses is not None:
+        files = [f for f in files if f.parent.parent.name in set(losses)]
+    if not files:
+        want = f" of the losses {list(losses)}" if losses is not None else ""
+        raise bad(
+            "study_dir", str(root), f"a folder holding finished runs{want} (<loss>/seed<k>/metrics.json)"
+        )
+    rows, k = [], None
+    for f in files:
+        try:
+            m = read_json(f)  # names the file when the JSON is corrupt
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{f}: not a readable JSON file ({exc})") from None
+        k = _check_run(f, m, k)
+        seed = m.get("seed", f.parent.name.removeprefix("seed"))
+        try:
+            seed = int(seed)
+        except (TypeError, ValueError):
+            raise bad(f"{f}: seed", seed, "an integer seed") from None
+        rows.append({**m, "loss": str(m.get("loss", f.parent.parent.name)), "seed": seed, "path": str(f)})
+    frame = pd.DataFrame(rows)
+    dup = frame.duplicated(["loss", "seed"], keep=False)
+    if dup.any():
+        raise bad(
+            "study_dir", str(root), f"one run per (loss, seed); twice: {sorted(frame.loc[dup, 'path'])}"
+        )
+    order = {name: i for i, name in enumerate(LOSSES)}
+    frame["_order"] = frame["loss"].map(lambda n: order.get(n, len(order)))
+    return frame.sort_values(["_order", "loss", "seed"]).drop(columns="_order").reset_index(drop=True)
+
+
+def _top_rule(row: pd.Series) -> str:
+    rule = row.get("select_metric")
+    return rule if isinstance(rule, str) else CONFIGURED
+
+
+def _selections(row: pd.Series) -> dict:
+    sel = row.get("selections")
+    return sel if isinstance(sel, dict) else {}
+
+
+def selection_rules(runs: pd.DataFrame) -> tuple[str, ...]:
+    """The rules the runs can be reported under: every rule some run records in ``selections``, and
+    the ``select_metric`` of runs without them (``CONFIGURED`` when that is not recorded either), in
+    ``SELECTION_RULES`` order."""
+    found = set()
+    for _, row in runs.iterrows():
+        sel = _selections(row)
+        found |= set(sel) if sel else {_top_rule(row)}
+    return tuple(r for r in (*SELECTION_RULES, CONFIGURED) if r in found)
+
+
+def select(runs: pd.DataFrame, rule: str) -> pd.DataFrame:
+    """The runs as chosen by the model-selection ``rule``.
+
+    For each run: its ``selections[rule]`` numbers (``SELECTION_KEYS``) replace the top-level ones;
+    a run without that entry keeps its top level if its ``select_metric`` is ``rule``, and is left
+    out otherwise. Where the rule picked another model than the top level's, the feature statistics
+    (``SPREAD_KEYS``, measured on the top-level model) are set to None, so they are never paired with
+    another model's accuracies.
+
+    Returns:
+        a copy of ``runs`` (those that have ``rule``) with a ``selection`` column.
+
+    Raises:
+        ValueError: no run has ``rule``; the message lists the rules the runs have.
+    """
+    keep, rows = [], []
+    for i, row in runs.iterrows():
+        sel = _selections(row)
+        if rule in sel:
+            new = row.copy()
+            for key in SELECTION_KEYS:
+                if key in sel[rule]:
+                    new[key] = sel[rule][key]
+            if _top_rule(row) != rule:
+                for key in SPREAD_KEYS:
+                    if key in new.index:
+                        new[key] = None
+            rows.append(new)
+            keep.append(i)
+        elif _top_rule(row) == rule:
+            rows.append(row)
+            keep.append(i)
+    if not rows:
+        raise bad("selection", rule, f"a rule the runs record: one of {list(selection_rules(runs))}")
+    out = pd.DataFrame(rows, index=keep)
+    out["selection"] = rule
+    return out.reset_index(drop=True)
+
+
+def per_class_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """The long table of per-class numbers, one row per (loss, seed, class).
+
+    Args:
+        runs: :func:`load_study`'s table, or a :func:`select` view of it.
+
+    Returns:
+        pandas DataFrame with columns ``loss, seed, class_index, class_name, accuracy, error, spread,
+        rel_spread, dataset``: ``error = 1 - accuracy``; ``spread`` is the run's a_k
+        (``class_spread``; NaN when absent) and ``rel_spread`` a_k over the run's mean a_k, since
+        feature scales differ between models.
+    """
+    frames = []
+    for _, r in runs.iterrows():
+        acc = np.asarray(r["per_class_accuracy"], dtype=np.float64)
+        k = acc.size
+        raw = r.get("class_spread")
+        spread = (
+            np.asarray(raw, dtype=np.float64) if isinstance(raw, (list, np.ndarray)) else np.full(k, np.nan)
+        )
+        names = r.get("class_names")
+        names = names if isinstance(names, list) else [str(i) for i in range(k)]
+        dataset = r.get("dataset")
+        frames.append(
+            pd.DataFrame(
+                {
+                    "loss": r["loss"],
+                    "seed": int(r["seed"]),
+                    "class_index": np.arange(k),
+                    "class_name": [str(n) for n in names],
+                    "accuracy": acc,
+                    "error": 1.0 - acc,
+                    "spread": spread,
+                    "rel_spread": spread / np.mean(spread),
+                    "dataset": dataset if isinstance(dataset, str) else "unknown",
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
