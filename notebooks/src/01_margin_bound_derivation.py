@@ -22,9 +22,9 @@ MEAN_MARGIN = 1.0  # cbar: the margin budget is sum_k gamma_k = K cbar
 POWERS = [1, 2, 3]  # exponents p of the objective sum_k w_k a_k / gamma_k^p (p = 2 is the bound)
 
 # %%
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import matplotlib.pyplot as plt
 
 from paper_figs import style
 
@@ -58,7 +58,8 @@ d["setting"]
 # %% [markdown]
 # ## Step 2: second moment = squared mean norm + spread
 #
-# Proved for general $n$ and $d$ by linearity of finite sums. This is why the bound sees $a_k$, the second moment about the origin, and not the variance alone.
+# Proved for general $n$ and $d$ by linearity of finite sums. This is why the bound sees $a_k$, the second
+# moment about the origin, and not the variance alone.
 
 # %%
 d["identity"]
@@ -66,7 +67,8 @@ d["identity"]
 # %% [markdown]
 # ## Step 3: the bound
 #
-# Maurer's vector contraction, then Cauchy-Schwarz over the Frobenius ball and Jensen, leave a margin term that weighs each class's spread by its inverse squared margin.
+# Maurer's vector contraction, then Cauchy-Schwarz over the Frobenius ball and Jensen, leave a margin term
+# that weighs each class's spread by its inverse squared margin.
 
 # %%
 d["bound"]
@@ -74,7 +76,9 @@ d["bound"]
 # %% [markdown]
 # ## Step 4: the allocation
 #
-# Minimise $\sum_k x_k/\gamma_k^p$ with $x_k = w_k a_k$ at a fixed mean margin. The Lagrangian is solved for one generic index $k$; the multiplier factors out and the constraint eliminates it. (Solving the system for an explicit $K$ does not finish even for $K = 4$.)
+# Minimise $\sum_k x_k/\gamma_k^p$ with $x_k = w_k a_k$ at a fixed mean margin. The Lagrangian is solved for
+# one generic index $k$; the multiplier factors out and the constraint eliminates it. (Solving the system for
+# an explicit $K$ does not finish even for $K = 4$.)
 
 # %%
 d["allocation"]
@@ -86,7 +90,8 @@ display(gamma_star)
 # %% [markdown]
 # ## Step 5: MR² and LDAM are the same rule
 #
-# $p = 2$ with balanced classes gives MR²'s exponent $1/3$; $p = 1$ with $a_k\propto n_k^{-1/2}$ gives LDAM's $n_k^{-1/4}$. Both are substitutions into step 4's closed form.
+# $p = 2$ with balanced classes gives MR²'s exponent $1/3$; $p = 1$ with $a_k\propto n_k^{-1/2}$ gives LDAM's
+# $n_k^{-1/4}$. Both are substitutions into step 4's closed form.
 
 # %%
 d["special_cases"]
@@ -182,10 +187,14 @@ except ImportError:
 def show(spread_0=1.0, spread_1=4.0, spread_2=16.0, p=2):
     s = np.array([spread_0, spread_1, spread_2])
     g = theory.optimal_margins(s, mean_margin=MEAN_MARGIN, power=p)
-    print("margins:", np.round(g, 3), " gain over uniform:", round(float(theory.gain_over_uniform(s, power=p)), 4))
+    gain = float(theory.gain_over_uniform(s, power=p))
+    print("margins:", np.round(g, 3), " gain over uniform:", round(gain, 4))
 
 if widgets is not None:
-    slider = lambda v: widgets.FloatLogSlider(value=v, base=10, min=-2, max=2, step=0.05)
+
+    def slider(v):
+        return widgets.FloatLogSlider(value=v, base=10, min=-2, max=2, step=0.05)
+
     widgets.interact(show, spread_0=slider(1.0), spread_1=slider(4.0), spread_2=slider(16.0),
                      p=widgets.IntSlider(value=2, min=1, max=4))
 else:

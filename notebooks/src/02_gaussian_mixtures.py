@@ -25,9 +25,8 @@ LOSSES = ["additive", "temperature"]  # margin forms of the learner
 SIMS_DIR = "results/sims"  # cached `mr2 simulate` results, read if present
 
 # %%
-import numpy as np
-import pandas as pd
 import matplotlib.pyplot as plt
+import numpy as np
 
 from paper_figs import style
 
@@ -83,11 +82,11 @@ def setting(ratio, loss):
 
 ratio = max(SIGMA_RATIOS)
 fig, axes = plt.subplots(1, len(LOSSES), figsize=style.figsize("double", 0.36), layout="constrained")
-for ax, loss in zip(np.atleast_1d(axes), LOSSES):
+for ax, loss in zip(np.atleast_1d(axes), LOSSES, strict=True):
     res = run_setting(setting(ratio, loss))
     grid = res.search_mask()
     r = res.log_ratio[grid]
-    for crit, color in zip(CRITERIA, style.palette(2)):
+    for crit, color in zip(CRITERIA, style.palette(2), strict=True):
         c = res.mean_criterion(crit)[grid]
         ax.plot(r, c, color=color, label=crit.replace("_", "-"))
         ax.plot(r[np.argmin(c)], c.min(), "o", color=color)
@@ -105,8 +104,8 @@ for ax, loss in zip(np.atleast_1d(axes), LOSSES):
 # CI over training sets, beside the theory's. Figure 4 of the paper draws them (`paper_figs`).
 
 # %%
-from sims.experiments import margin_vs_variance
 from paper_figs import fig4_margin_vs_variance as fig4
+from sims.experiments import margin_vs_variance
 
 results = [run_setting(setting(s, loss)) for loss in LOSSES for s in SIGMA_RATIOS]
 table = margin_vs_variance(results)

@@ -28,8 +28,6 @@ PLAN = "tiny" if QUICK else "quick"  # training plan of paper_figs.plans: tiny (
 SEED = 0  # seed of the bootstrap CIs
 
 # %%
-import numpy as np
-import pandas as pd
 import matplotlib.pyplot as plt
 
 from paper_figs import style
@@ -70,7 +68,8 @@ runs[["loss", "seed", "accuracy", "worst_class_accuracy", "bottom10_accuracy", "
 # right panel pairs MR² with CE on the same seeds, so seed-to-seed noise shared by both cancels.
 
 # %%
-from paper_figs import data, fig1_class_accuracy as fig1
+from paper_figs import data
+from paper_figs import fig1_class_accuracy as fig1
 
 frame, files = data.load_study(STUDY, ("ce", "mr2"))
 acc = fig1.class_accuracy_ci(frame, seed=SEED)
@@ -95,7 +94,7 @@ acc.pivot(index="class_name", columns="loss", values="mean").loc[[names[k] for k
 from paper_figs import fig2_spread_vs_error as fig2
 
 fig, axes = plt.subplots(1, 2, figsize=style.figsize("double", 0.4), layout="constrained", sharey=True)
-for ax, loss in zip(axes, ["ce", "mr2"]):
+for ax, loss in zip(axes, ["ce", "mr2"], strict=True):
     fig2.plot_spread_vs_error(frame, loss, seed=SEED, ax=ax)
 
 # %%
@@ -118,8 +117,8 @@ corr.round(3)
 # %%
 table = report.summary(runs, rng=SEED)
 mr2_rows = table[table["loss"] == "mr2"].copy()
-mr2_rows["reading"] = [report.verdict(m, lo, hi) for m, lo, hi in
-                       zip(mr2_rows["metric"], mr2_rows["diff_ci_low"], mr2_rows["diff_ci_high"])]
+paired = zip(mr2_rows["metric"], mr2_rows["diff_ci_low"], mr2_rows["diff_ci_high"], strict=True)
+mr2_rows["reading"] = [report.verdict(m, lo, hi) for m, lo, hi in paired]
 mr2_rows[["metric", "point", "diff", "diff_ci_low", "diff_ci_high", "reading"]].round(4)
 
 # %% [markdown]

@@ -28,7 +28,6 @@ EX5_GRID = 21 if QUICK else 41  # Exercise 5: margin allocations searched (odd: 
 # %%
 import numpy as np
 import pandas as pd
-import matplotlib.pyplot as plt
 
 from paper_figs import style
 
@@ -36,6 +35,7 @@ style.set_theme()
 # %matplotlib inline
 
 import sympy as sp
+from IPython.display import display
 
 import theory
 
@@ -192,8 +192,8 @@ pd.DataFrame(rows).round(4)
 # %% [markdown]
 # ### Solution
 #
-# (a) The spreads are $a = \|\mu\|^2 + 2\sigma^2$ per class, and the rule gives $r = \tfrac13\log(a_\text{noisy}/
-# a_\text{ref})$:
+# (a) The spreads are $a = \|\mu\|^2 + 2\sigma^2$ per class, and the rule gives
+# $r = \tfrac13\log(a_\text{noisy}/a_\text{ref})$:
 
 # %%
 from sims.config import LearnerConfig, MixtureConfig, SearchConfig, Setting
@@ -246,7 +246,8 @@ table[["loss", "criterion", "opt_log_margin_ratio", "ci_low", "ci_high",
 # temperature, worst-class $-0.26$ [$-0.42$, $-0.05$]. The optimal direction flips with the criterion:
 # with additive margins the worst-class error wants the noisier class to get the larger margin while the
 # balanced error wants the smaller one, and with temperature margins it is the other way round. (The
-# quick parameters of the tests give noisier numbers; the CIs say how far to trust them.) So "larger variance, larger margin" is
+# quick parameters of the tests give noisier numbers; the CIs say how far to trust them.)
+# So "larger variance, larger margin" is
 # not a property of the data alone: it depends on the error you minimise and on how the margin enters
 # the loss, and the theory's single rule cannot be right for all four pairings. Even where the direction
 # agrees, compare the size of the optimum with `theory_log_margin_ratio`: the bound fixes a rate ($1/3$)
