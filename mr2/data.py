@@ -8,7 +8,7 @@ The sets are small (at most 60,000 images), so they stay in memory as tensors an
 replaces a DataLoader: shuffling, DistributedSampler-style sharding and augmentation are tensor ops
 driven by an explicit ``torch.Generator`` (same seed, same batches).
 
-Sources, in lookup order (``../shared/SETUP-NOTES.md``):
+Sources, in lookup order (docs/setup.md, Data):
 
 * Fashion-MNIST: ``data_dir`` (explicit), ``$MR2_DATA``, ``/usr/share/datasets/fashion-mnist``
   (Debian's ``dataset-fashion-mnist``), then a torchvision download where installed and online.

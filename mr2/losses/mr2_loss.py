@@ -7,7 +7,7 @@ Per training step (the official ``MRFLoss.forward`` order: statistics first, the
    observation initialises its EMA, absent classes are left alone, and nothing changes in ``eval()``.
 2. **Margins.** a_k = EMA(||mu_k||_p^2) + EMA(s_k^2) and gamma = ``theory.optimal_margins(a,
    mean_margin=cbar)``, i.e. gamma_k = K cbar a_k^(1/3) / sum_j a_j^(1/3) (the bound's optimum at
-   p = 2, METHOD.md). The margins are constants for autograd, as in the official code.
+   p = 2, docs/method.md, Derivation). The margins are constants for autograd, as in the official code.
 3. **Logit term.** ``"temperature"`` (official): CE(z_i / gamma_{y_i}, y_i), every logit of sample i
    divided by its class's margin. ``"additive"`` (LDAM form): CE(z_i - gamma_{y_i} e_{y_i}, y_i).
 4. **Representation term** (``representation``): (d / (10 K)) sum_k R_k with target 2 sbar

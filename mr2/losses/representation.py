@@ -1,6 +1,6 @@
 """MR2's representation margin, computed from the same-class pairs only (no loop over classes).
 
-Definition (the official code's, ``MRFLoss.forward``; METHOD.md, "Representation term"): for every
+Definition (the official code's, ``MRFLoss.forward``; docs/method.md, "The official code"): for every
 class k with n_k samples in the batch,
 
     R_k = (1/n_k) sum_{i in k} log(1 + sum_{j in k, j != i} exp((||h_i - h_j||_2^2 - target) / T))

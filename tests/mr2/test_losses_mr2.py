@@ -1,6 +1,6 @@
 """MR2Loss against a naive per-class, per-sample implementation of its definition, in float64.
 
-The reference below is written from the definition (docs/losses.md, METHOD.md), with Python loops
+The reference below is written from the definition (docs/losses.md, docs/method.md), with Python loops
 over classes and samples, independently of the vectorised code (it does not call
 ``theory.optimal_margins`` either, so it also checks that the margin rule is wired in correctly).
 """
