@@ -1,4 +1,4 @@
-"""One seeding helper for Python, NumPy and torch (house style, rule 4).
+"""One seeding helper for Python, NumPy and torch (docs/conventions.md, Randomness).
 
 Library code never reseeds global state on its own: functions that draw take a ``seed`` or a
 ``np.random.Generator`` / ``torch.Generator``. ``seed_everything`` is for entry points (a training

@@ -35,7 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-TARGET_SPEEDUP = {100: 10.0, 1000: 30.0}  # the figures: vectorised over loop, loss alone
+TARGET_SPEEDUP = {100: 10.0, 1000: 30.0}  # docs/method.md, Targets: vectorised over loop, loss alone
 TARGET_CE_RATIO = 2.0  # MR2 + head over CE + head at K = 1000
 TARGET_GPU_RATIO = 1.10  # ResNet-18 step time, MR2 over CE, on a GPU
 CHECK_RTOL = 1e-4  # vectorised and loop losses must agree to this (float32)

@@ -3,8 +3,8 @@
 Reads ``RESULTS/bench/loss_bench.csv`` from ``mr2 bench loss``: columns ``K, B, d, impl, ms_mean,
 ms_std, speedup`` with ``impl`` in ``vectorised``, ``loop``, ``ce`` (forward + backward of the loss
 alone, CPU, one process). (a) Time per step against K; (b) the ratios, computed here from
-``ms_mean``: loop / vectorised (the speed-up; the issue asks for >= 10x at K = 100 and >= 30x at
-K = 1000) and vectorised / CE (MR2's cost relative to CE; the issue asks for <= 2 at K = 1000).
+``ms_mean``: loop / vectorised (the speed-up; our target is >= 10x at K = 100 and >= 30x at
+K = 1000) and vectorised / CE (MR2's cost relative to CE; target <= 2 at K = 1000; docs/method.md, Targets).
 
 Run: ``python -m paper_figs.fig6_loss_speed --results results --out results/figures``.
 """
@@ -28,7 +28,7 @@ CAPTION = (
     "for the vectorised MR2 loss, a per-class loop of the same definition (as in the official code) and "
     "cross-entropy; dotted, open markers: the same plus a linear head d -> K. (b) Speed-up of the "
     "vectorised loss over the loop, and MR2's time over CE's with the same head; dotted lines: the "
-    "issue's targets of 10x (K = 100) and 30x (K = 1000), and 2x CE."
+    "project's targets of 10x (K = 100) and 30x (K = 1000), and 2x CE."
 )
 
 COLUMNS = ("K", "B", "d", "impl", "ms_mean", "ms_std")
@@ -43,7 +43,7 @@ IMPLS = {
 # forward and backward) share their loss's colour with open markers
 IMPL_COLOR = {"vectorised": 1, "loop": 7, "ce": 0, "vectorised+head": 1, "ce+head": 0}
 IMPL_STYLE = {"vectorised": "-o", "loop": "--o", "ce": "-s", "vectorised+head": ":o", "ce+head": ":s"}
-TARGETS = ((100, 10.0), (1000, 30.0))  # (K, minimum loop/vectorised speed-up) from the issue
+TARGETS = ((100, 10.0), (1000, 30.0))  # (K, minimum loop/vectorised speed-up): docs/method.md, Targets
 CE_COST_TARGET = 2.0  # vectorised MR2 at most twice CE's time at K = 1000
 
 
@@ -96,7 +96,7 @@ def ratios(frame: Any) -> Any:
 
 
 def plot_ratios(frame: Any, *, ax: Any = None) -> tuple[Any, Any]:
-    """Panel (b): loop / vectorised and vectorised / CE against K, with the issue's targets dotted."""
+    """Panel (b): loop / vectorised and vectorised / CE against K, with the speed targets dotted."""
     fig, ax = style.new_axes(ax)
     pal = style.palette(10)
     r = ratios(frame)

@@ -37,7 +37,7 @@ __all__ = [
 
 LOSS_FORMS = ("additive", "temperature")
 MEAN_LAYOUTS = ("simplex", "orthogonal")
-MIN_MC_PER_CLASS = 100_000  # the issue's floor for Monte Carlo test points per class
+MIN_MC_PER_CLASS = 100_000  # our floor for Monte Carlo test points per class (docs/method.md, Targets)
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ class MixtureConfig:
         q, _ = np.linalg.qr(centred.T)  # columns span the centred subspace (rank K-1)
         coords = centred @ q[:, : K - 1]  # shape (K, K-1)
         coords /= np.linalg.norm(coords, axis=1, keepdims=True)
-        if K == 2:  # orient as the issue writes it: class 0 at +mu e1, class 1 at -mu e1
+        if K == 2:  # orient as docs/sims.md writes it: class 0 at +mu e1, class 1 at -mu e1
             coords *= np.sign(coords[0, 0])
         out[:, : K - 1] = self.mu * coords
         return out

@@ -13,7 +13,7 @@ are exactly Gaussian: z | y=k ~ N(W mu_k + b, W Sigma_k W^T). Hence
   carry much less noise than the errors themselves). ``mc_errors_input_space`` is the brute-force
   check used by the tests.
 
-Criteria (the issue's two): balanced error = mean_k err_k, worst-class error = max_k err_k.
+Criteria (docs/method.md, Simulations): balanced error = mean_k err_k, worst-class error = max_k err_k.
 """
 
 from __future__ import annotations

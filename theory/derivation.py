@@ -418,7 +418,7 @@ def bound() -> Step:
         "Rademacher bound (Mohri et al. 2018, Thm 3.3; loss range $[0, \\max_k c_k]$) then holds with "
         "probability $\\ge 1 - \\delta$ for every $W$ in the ball, and the 0-1 loss is below the ramp. "
         "The constant is $4 = 2 \\cdot \\sqrt{2} \\cdot \\sqrt{2}$: one $\\sqrt{2}$ is Maurer's, the "
-        "other is the margin operator's Lipschitz constant ($\\sqrt{2}\\,B\\sqrt{K/n}$ in METHOD.md "
+        "other is the margin operator's Lipschitz constant ($\\sqrt{2}\\,B\\sqrt{K/n}$ in docs/method.md "
         "omits the latter and the factor 2 of the Rademacher bound). Constants do not move the optimal "
         "margins."
     )
@@ -553,8 +553,8 @@ def allocation() -> Step:
         "(the budget hyperplane in the open orthant) is convex and $J \\to \\infty$ at its boundary, "
         "so the stationary point is the unique global minimum. The multiplier at the optimum is "
         "$\\lambda^* = p\\,(\\sum_j x_j^{1/(p+1)} / (K\\bar c))^{p+1}$, the same for every class. "
-        "Solving the whole system for an explicit $K$ instead is hopeless (the issue reports that "
-        "$K = 4$ did not finish in 5 minutes; it is not attempted here)."
+        "Solving the whole system for an explicit $K$ instead is hopeless (a direct solve was seen "
+        "not to finish in 5 minutes at $K = 4$; it is not attempted here)."
     )
     statements = (
         sp.Eq(Jsym, J),

@@ -1,7 +1,7 @@
 """Where each dataset lives on disk, and how it is read into numpy arrays.
 
 Every reader returns ``(x_train, y_train, x_test, y_test, class_names, source)`` with uint8 images
-(N, C, H, W) and integer labels. Sources, in lookup order (docs/setup.md):
+(N, C, H, W) and integer labels. Sources, in lookup order (docs/setup.md, Data):
 
 * Fashion-MNIST: ``data_dir`` (explicit), ``$MR2_DATA``, ``/usr/share/datasets/fashion-mnist``
   (Debian's ``dataset-fashion-mnist``), then a torchvision download where installed and online.

@@ -7,7 +7,7 @@ For every class k present in the (global) batch, with n_k > 0 samples:
 * ``spread`` = (1/n_k) sum_{i in k} ||h_i - mu_k||_p^2, the mean squared deviation s_k^2.
 
 With p = 2, ``mean_norm + spread`` is a_k = ||mu_k||^2 + s_k^2 = (1/n_k) sum ||h_i||^2, the spread in
-the MR2 bound (docs/theory.md); the official code uses p = 5.
+the MR2 bound (docs/theory.md; docs/method.md, MR²'s margins); the official code uses p = 5.
 
 Classes are reduced with a sort by label (``layout``) and ``index_add``, never a loop, and only
 the C <= B classes present are touched, so the cost does not grow with K. Under ``torch.distributed``
