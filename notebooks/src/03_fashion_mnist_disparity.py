@@ -25,7 +25,7 @@ from pathlib import Path
 STUDY = None  # a finished study to read instead of training, e.g. "results/demo/runs/fmnist-quick"
 RUNS = Path("results/notebook_runs")  # where new runs go
 PLAN = "tiny" if QUICK else "quick"  # training plan of paper_figs.plans: tiny (digits), quick, full
-SEED = 0  # seed of the bootstrap CIs
+CI = "t"  # interval method over seeds: "t" (Student t; the default), "bca" or "percentile"
 
 # %%
 import matplotlib.pyplot as plt
@@ -64,21 +64,21 @@ runs[["loss", "seed", "accuracy", "worst_class_accuracy", "bottom10_accuracy", "
 # %% [markdown]
 # ## 2. Per-class accuracy
 #
-# Classes sorted by CE's mean accuracy, worst first. Bars are 95% bootstrap intervals over seeds; the
-# right panel pairs MR² with CE on the same seeds, so seed-to-seed noise shared by both cancels.
+# Classes sorted by CE's mean accuracy, worst first. Bars are 95% t intervals over seeds (with 3-5
+# seeds a percentile bootstrap would be too narrow); the right panel pairs MR² with CE on the same
+# seeds, so seed-to-seed noise shared by both cancels.
 
 # %%
-from paper_figs import data
-from paper_figs import fig1_class_accuracy as fig1
+from paper_figs import study_plots
 
-frame, files = data.load_study(STUDY, ("ce", "mr2"))
-acc = fig1.class_accuracy_ci(frame, seed=SEED)
+frame = report.per_class_table(runs)
+acc = report.class_intervals(frame, ci=CI)
 order = list(acc[acc["loss"] == "ce"].sort_values("mean")["class_index"])
-diff = fig1.paired_difference_ci(frame, "mr2", "ce", seed=SEED)
+diff = report.paired_class_differences(frame, "mr2", "ce", ci=CI)
 
 fig, axes = plt.subplots(1, 2, figsize=style.figsize("double", 0.4), layout="constrained")
-fig1.plot_class_accuracy(acc, order, ax=axes[0])
-fig1.plot_paired_difference(diff, order, "mr2", ax=axes[1]);
+study_plots.plot_class_accuracy(acc, order, ax=axes[0])
+study_plots.plot_paired_class_difference(diff, order, "mr2", ax=axes[1]);
 
 # %%
 acc.pivot(index="class_name", columns="loss", values="mean").loc[[names[k] for k in order]].round(3)
@@ -91,14 +91,12 @@ acc.pivot(index="class_name", columns="loss", values="mean").loc[[names[k] for k
 # the classes, not the scale of the features).
 
 # %%
-from paper_figs import fig2_spread_vs_error as fig2
-
 fig, axes = plt.subplots(1, 2, figsize=style.figsize("double", 0.4), layout="constrained", sharey=True)
 for ax, loss in zip(axes, ["ce", "mr2"], strict=True):
-    fig2.plot_spread_vs_error(frame, loss, seed=SEED, ax=ax)
+    study_plots.plot_spread_vs_error(frame, loss, ci=CI, ax=ax)
 
 # %%
-corr = report.spread_error_correlation(runs, rng=SEED)
+corr = report.spread_error_correlation(runs, ci=CI)
 corr.round(3)
 
 # %% [markdown]
@@ -111,15 +109,16 @@ corr.round(3)
 # ## 4. CE against MR², with intervals
 #
 # `mr2.report.summary` gives each metric's mean over seeds and the paired difference to CE with a 95%
-# bootstrap interval. A difference whose interval covers 0 is *no detectable change* at this number of
-# seeds; with the quick plan's 3 seeds the intervals are wide, and that is the honest answer.
+# t interval, the paired t-test's p-value adjusted for multiple comparisons (Holm), the smallest effect
+# these seeds could detect (MDE at 80% power) and, when nothing is detected, the equivalence bound: the
+# effects larger than it are excluded (TOST). With few seeds the intervals are wide and the MDE large:
+# that is the honest answer.
 
 # %%
-table = report.summary(runs, rng=SEED)
-mr2_rows = table[table["loss"] == "mr2"].copy()
-paired = zip(mr2_rows["metric"], mr2_rows["diff_ci_low"], mr2_rows["diff_ci_high"], strict=True)
-mr2_rows["reading"] = [report.verdict(m, lo, hi) for m, lo, hi in paired]
-mr2_rows[["metric", "point", "diff", "diff_ci_low", "diff_ci_high", "reading"]].round(4)
+table = report.summary(runs, ci=CI)
+mr2_rows = table[table["loss"] == "mr2"]
+columns = ["selection", "metric", "point", "diff", "diff_ci_low", "diff_ci_high", "p_holm", "mde", "verdict"]
+mr2_rows[columns].round(4)
 
 # %% [markdown]
 # ### Things to try
