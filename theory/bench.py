@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-# targets from the issue
+# the targets docs/theory.md reports against
 TARGET_MS_100K = 10.0  # ms for 100,000 classes on one CPU core
 TARGET_REL_ERR = 1e-6  # vs a numeric constrained optimiser, K up to 1,000
 TARGET_DERIVE_S = 20.0  # cold `mr2 derive`
