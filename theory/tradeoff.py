@@ -232,7 +232,12 @@ def tradeoff_margins(
     tau_lo = float(np.max(lo * _window(lo, m, s)[1] / a))
     tau_hi = float(np.min(psi_hi / a))
     if not tau_lo < tau_hi:
-        raise bad("complexity", C, "a smaller constant: no margin vector beats giving every class up")
+        raise bad(
+            "complexity",
+            C,
+            "a smaller constant: no margin vector in the searched range beats giving every class up "
+            "(or some class has almost no positive margins)",
+        )
 
     def curve(log_tau: np.ndarray) -> np.ndarray:  # (T,) -> (T, K)
         target = np.exp(log_tau)[:, None] * a[None]
