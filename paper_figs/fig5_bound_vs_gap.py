@@ -1,12 +1,13 @@
 """Figure 5: the bound's per-class margin term against the true per-class generalisation gap (sims).
 
 Reads ``RESULTS/sims/bound_vs_gap.csv`` from ``mr2 simulate --preset bound-vs-gap``: one row per
-(setting, margin choice, class) with ``margin_term`` (the class's Rademacher term of the bound,
-sqrt(2K) B sqrt(a_k) / (gamma_k sqrt(n_k))) and ``gen_gap`` (test error minus training error of the
-learned rule), with bootstrap CIs over seeds. (a) Every class of every setting, log-log; pooled, both
-shrink with n, so their correlation says little. (b) What a margin allocation needs: within one
-setting, does the class with the larger term have the larger gap? Spearman across the classes of a
-setting, averaged over settings, with a bootstrap CI over settings.
+(setting, margin choice, class) with ``margin_term`` (the complexity term of the class's own
+bound, 4 B sqrt(K / n_k) sqrt(a_k) / gamma_k, ``theory.class_bound_term``) and ``gen_gap`` (test
+error minus training error of the learned rule), with bootstrap CIs over seeds. (a) Every class of
+every setting, log-log; pooled, both shrink with n, so their correlation says little. (b) What a
+margin allocation needs: within one setting, does the class with the larger term have the larger
+gap? Spearman across the classes of a setting, averaged over settings, with a bootstrap CI over
+settings.
 
 Run: ``python -m paper_figs.fig5_bound_vs_gap --results results --out results/figures``.
 """
@@ -24,7 +25,7 @@ NUMBER = 5
 NAME = "bound_vs_gap"
 TITLE = "The bound's margin term against the true generalisation gap (sims)"
 CAPTION = (
-    "Gaussian mixtures: the bound's per-class margin term sqrt(2K) B sqrt(a_k) / (gamma_k sqrt(n_k)) "
+    "Gaussian mixtures: the bound's per-class margin term 4 B sqrt(K / n_k) sqrt(a_k) / gamma_k "
     "against the class's true generalisation gap (test - training error) under the theory's margins. "
     "(a) One point per class and setting, mean over seeds with 95% bootstrap CIs; colour: samples per "
     "class; dashed: term = gap (points below it are classes whose gap the term bounds). The pooled "

@@ -28,7 +28,7 @@ from common.stats import bootstrap_ci
 from sims.config import EvalConfig, LearnerConfig, MixtureConfig, SearchConfig, Setting
 from sims.evaluate import CRITERIA, criterion
 from sims.search import STAGE_GRID, SettingResult, parabolic_argmin
-from theory import margin_term
+from theory import class_bound_term
 
 __all__ = [
     "PRESETS",
@@ -420,11 +420,11 @@ def theory_vs_uniform(results: Sequence[SettingResult]) -> pd.DataFrame:
 def bound_vs_gap(results: Sequence[SettingResult]) -> pd.DataFrame:
     """Per setting, margin choice (uniform, theory) and class k:
 
-    * ``margin_term`` = sqrt(2K) B sqrt(a_hat_k) / (gamma_k sqrt(n_k)): the Rademacher term that the
-      bound adds to class k's empirical ramp risk (Maurer's vector contraction with the
-      1/gamma_k-Lipschitz ramp, ||[W, b]||_F <= B; ``theory.margin_term`` gives sqrt(a_hat_k) / gamma_k).
-      B is the trained model's own norm and a_hat_k the class's empirical mean ||(x, 1)||^2, so it is
-      the data-dependent value of the term (no union bound over B);
+    * ``margin_term`` = 4 B sqrt(K / n_k) sqrt(a_hat_k) / gamma_k (``theory.class_bound_term``): the
+      complexity term of class k's own bound (``theory.limits.worst_class``; Maurer's vector
+      contraction with the 1/gamma_k-Lipschitz ramp, ||[W, b]||_F <= B). B is the trained model's own
+      norm and a_hat_k the class's empirical mean ||(x, 1)||^2, so it is the data-dependent value of
+      the term (no union bound over B);
     * ``gen_gap`` = test error - training error (0-1) of class k, the true generalisation gap;
     * ``ramp_gap`` = test error - empirical ramp risk at gamma_k, the gap the bound controls.
 
@@ -442,13 +442,12 @@ def bound_vs_gap(results: Sequence[SettingResult]) -> pd.DataFrame:
             gam = res.margins[idx]
             test = res.errors[:, idx]  # (S, K)
             B = parts["weight_norm"]  # (S,)
-            per_class = np.array(
+            term = np.stack(
                 [
-                    [float(margin_term(a[k : k + 1], gam[k : k + 1], weights=[1.0])) for k in range(m.K)]
-                    for a in parts["spread_emp"]
+                    class_bound_term(a, gam, m.n_per_class, weight_norm=float(b))
+                    for a, b in zip(parts["spread_emp"], B, strict=True)
                 ]
-            )  # (S, K): sqrt(a_hat_k) / gamma_k
-            term = np.sqrt(2 * m.K) * B[:, None] * per_class / np.sqrt(np.asarray(m.n_per_class))[None]
+            )  # (S, K)
             gen = test - parts["train_error"]
             ramp = test - parts["ramp_risk"]
             names = ("margin_term", "gen_gap", "ramp_gap", "test_error")

@@ -167,8 +167,8 @@ def summary_markdown(
         out += [
             "## The bound's margin term vs the true generalisation gap (per class)",
             "",
-            "`margin_term` = sqrt(2K) B sqrt(a_k) / (gamma_k sqrt(n_k)), the bound's Rademacher term for "
-            "class k; `gen_gap` = test minus training error of class k. Pooled: Spearman over all "
+            "`margin_term` = 4 B sqrt(K / n_k) sqrt(a_k) / gamma_k, the complexity term of class k's own "
+            "bound; `gen_gap` = test minus training error of class k. Pooled: Spearman over all "
             "(setting, class) rows; within setting: Spearman across the classes of one setting, "
             "averaged (for K = 2 it is +1 when the class with the larger term has the larger gap).",
             "",

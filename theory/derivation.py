@@ -1,7 +1,9 @@
 """The class-sensitive margin bound and its optimal margins, derived and checked in SymPy.
 
-Seven steps, each a :class:`theory.steps.Step` that prints (``str``, ``pretty()``), renders LaTeX
-(``latex()``, Jupyter) and carries the checks SymPy ran when it was built:
+Seven steps here, and five more on what the bound does and does not say
+(``theory.tradeoff_derivation``: step 8, ``theory.limits``: steps 9-12), each a
+:class:`theory.steps.Step` that prints (``str``, ``pretty()``), renders LaTeX (``latex()``, Jupyter)
+and carries the checks SymPy ran when it was built:
 
 1. :func:`setting`: K classes, features h in R^d, linear head ||W||_F <= B, ramp loss with margin
    gamma_y (1/gamma_y-Lipschitz; the multi-class margin is sqrt(2)-Lipschitz in the logits).
@@ -16,7 +18,7 @@ Seven steps, each a :class:`theory.steps.Step` that prints (``str``, ``pretty()`
 6. :func:`gain`: J(gamma*) / J(uniform) = M_{1/(p+1)}(x) / M_1(x) <= 1 (Jensen).
 7. :func:`non_centred`: a_k = ||mu_k||^2 + s_k^2 cannot tell the mean's norm from the variance.
 
-:func:`derivation` assembles them (built once per process) and :func:`numeric` returns NumPy
+:func:`derivation` assembles all twelve (built once per process) and :func:`numeric` returns NumPy
 functions lambdified from the SymPy results, which ``tests/theory`` compares with
 ``theory.margins``. Never ``solve`` the stationarity system for an explicit K: with K = 4 SymPy did
 not finish in 5 minutes. Per generic index it takes well under a second.
@@ -60,6 +62,7 @@ __all__ = [
     "special_cases",
     "gain",
     "non_centred",
+    "builders",
     "derivation",
     "numeric",
     "NumericRules",
@@ -418,9 +421,9 @@ def bound() -> Step:
         "Rademacher bound (Mohri et al. 2018, Thm 3.3; loss range $[0, \\max_k c_k]$) then holds with "
         "probability $\\ge 1 - \\delta$ for every $W$ in the ball, and the 0-1 loss is below the ramp. "
         "The constant is $4 = 2 \\cdot \\sqrt{2} \\cdot \\sqrt{2}$: one $\\sqrt{2}$ is Maurer's, the "
-        "other is the margin operator's Lipschitz constant ($\\sqrt{2}\\,B\\sqrt{K/n}$ in docs/method.md "
+        "other is the margin operator's Lipschitz constant (a constant of $\\sqrt{2}\\,B\\sqrt{K/n}$ "
         "omits the latter and the factor 2 of the Rademacher bound). Constants do not move the optimal "
-        "margins."
+        "margins; `theory.bound_term` evaluates the term with this constant."
     )
     return Step(
         "bound",
@@ -553,8 +556,8 @@ def allocation() -> Step:
         "(the budget hyperplane in the open orthant) is convex and $J \\to \\infty$ at its boundary, "
         "so the stationary point is the unique global minimum. The multiplier at the optimum is "
         "$\\lambda^* = p\\,(\\sum_j x_j^{1/(p+1)} / (K\\bar c))^{p+1}$, the same for every class. "
-        "Solving the whole system for an explicit $K$ instead is hopeless (a direct solve was seen "
-        "not to finish in 5 minutes at $K = 4$; it is not attempted here)."
+        "Solving the whole system for an explicit $K$ instead is hopeless (with $K = 4$ SymPy did "
+        "not finish in 5 minutes; it is not attempted here)."
     )
     statements = (
         sp.Eq(Jsym, J),
@@ -959,11 +962,20 @@ def _theorem() -> str:
     )
 
 
+def builders() -> tuple[Callable[[], Step], ...]:
+    """Every step's builder in order: the seven above, then ``theory.limits.LIMIT_BUILDERS``."""
+    from theory.limits import LIMIT_BUILDERS  # imported here: theory.limits imports this module
+
+    return (*STEP_BUILDERS, *LIMIT_BUILDERS)
+
+
 @functools.cache
 def derivation() -> Derivation:
-    """All seven steps, built and checked once per process (about a second after SymPy is imported)."""
-    steps = tuple(build() for build in STEP_BUILDERS)
-    return Derivation(steps, ASSUMPTIONS, _theorem())
+    """All twelve steps, built and checked once per process (a few seconds after SymPy is imported)."""
+    from theory.limits import theorem_addendum
+
+    steps = tuple(build() for build in builders())
+    return Derivation(steps, ASSUMPTIONS, _theorem() + "\n\n" + theorem_addendum())
 
 
 # ------------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from typing import Any
 
 from theory.steps import LATEX_NAMES, Derivation
 
-__all__ = ["theorem_markdown", "rules_summary"]
+__all__ = ["theorem_markdown", "rules_summary", "limits_table"]
 
 REFERENCES = (
     "A. Maurer. A vector-contraction inequality for Rademacher complexities. ALT 2016 (Corollary 1).",
@@ -32,6 +32,53 @@ def _exponents(d: Derivation) -> dict[str, Any]:
     return dict(d.result("exponents"))
 
 
+def limits_table(d: Derivation) -> list[str]:
+    """Markdown rows: how the exponent depends on the budget and the criterion (steps 4, 5, 8-11)."""
+    b = dict(d.result("budget_exponents"))
+    e = _exponents(d)
+    pc = dict(d.result("per_class_exponents"))
+    wc = dict(d.result("worst_exponents"))
+    tr = dict(d.result("tradeoff_exponents"))
+
+    J = "$\\sum_k x_k/\\gamma_k^p$"
+
+    def pw(base: str, exp: Any) -> str:
+        return f"${base}^{{{_latex(exp)}}}$"
+
+    rows = [
+        ("average risk (Thm 1)", "sum, $\\sum_k\\gamma_k = K\\bar c$", J, pw("x_k", b["sum"])),
+        ("average risk (Thm 1)", "geometric, $\\prod_k\\gamma_k = \\bar c^K$", J, pw("x_k", b["geometric"])),
+        ("largest term", "sum", "$\\max_k x_k/\\gamma_k^p$", pw("x_k", b["minimax"])),
+        ("MR² (Thm 1, $p = 2$, balanced)", "sum", "$\\sum_k a_k/\\gamma_k^2$", pw("a_k", e["mr2"])),
+        (
+            "balanced error (Thm 1, $c_k = 1/(K\\pi_k)$)",
+            "sum",
+            "$\\sum_k (a_k/n_k)/\\gamma_k^2$",
+            f"$a_k^{{{_latex(e['mr2'])}}}\\, n_k^{{{_latex(e['balanced_imbalanced'])}}}$",
+        ),
+        (
+            "balanced error (mean of Thm 3)",
+            "sum",
+            "$\\sum_k \\sqrt{a_k/n_k}/\\gamma_k$",
+            f"$a_k^{{{_latex(pc['a'])}}}\\, n_k^{{{_latex(pc['n'])}}}$ (LDAM at equal $a_k$)",
+        ),
+        (
+            "worst class (max of Thm 3)",
+            "sum",
+            "$\\max_k \\sqrt{a_k/n_k}/\\gamma_k$",
+            f"$a_k^{{{_latex(wc['a'])}}}\\, n_k^{{{_latex(wc['n'])}}}$",
+        ),
+        (
+            "Thm 1 with the ramp risk kept (small margins)",
+            "none",
+            "$\\sum_k w_k R_k(\\gamma_k) + C\\sqrt{\\sum_k w_k a_k/\\gamma_k^2}$",
+            f"$a_k^{{{_latex(tr['a'])}}}\\, f_k(0)^{{{_latex(tr['f0'])}}}$",
+        ),
+    ]
+    table = ["| criterion | budget | minimised | $\\gamma_k \\propto$ |", "|---|---|---|---|"]
+    return table + [f"| {a} | {b_} | {c} | {g} |" for a, b_, c, g in rows]
+
+
 def rules_summary(d: Derivation) -> str:
     """The resulting rules in plain text, each exponent read off the SymPy results."""
     import sympy as sp
@@ -49,7 +96,16 @@ def rules_summary(d: Derivation) -> str:
         f"  gain over uniform     J(gamma*)/J(uniform) = {sp.sstr(d.result('gain_ratio'))}"
         " = M_{1/(p+1)}(x) / M_1(x) <= 1",
         f"  non-centred features  d log(gamma_k/gamma_l) / d log s_k^2 = {sp.sstr(d.result('elasticity'))}",
-        "  numeric API           theory.optimal_margins(spread, mean_margin=1.0, weights=None, power=2)",
+        f"  geometric budget      gamma_k ~ x_k^({sp.sstr(d.result('budget_exponents')['geometric'])}); "
+        f"minimax gamma_k ~ x_k^({sp.sstr(d.result('budget_exponents')['minimax'])})",
+        f"  worst class (Thm 3)   gamma_k ~ (a_k/n_k)^({d.result('worst_exponents')['a']}); "
+        f"mean of per-class bounds gamma_k ~ (a_k/n_k)^({d.result('per_class_exponents')['a']})",
+        f"  ramp risk kept        gamma_k ~ (a_k / f_k(0))^({d.result('tradeoff_exponents')['a']}) "
+        "for small margins, f_k(0) = density of class k's margin at the boundary",
+        "  with a bias           a_k = ||mu_k - mu_bar||^2 + s_k^2, mu_bar the weighted centroid",
+        "  numeric API           theory.optimal_margins(spread, mean_margin=1.0, weights=None, power=2, "
+        "budget='sum'), theory.minimax_margins, theory.per_class_margins, theory.tradeoff_margins, "
+        "theory.bound_term, theory.class_bound_term, theory.centred_spread",
     ]
     return "\n".join(lines)
 
@@ -106,6 +162,17 @@ def theorem_markdown(
         "",
         "Numeric API: `theory.optimal_margins(spread, mean_margin=1.0, weights=None, power=2)` "
         "(NumPy or torch), `theory.margin_term`, `theory.gain_over_uniform`, `theory.ldam_margins`.",
+        "",
+        "## What fixes the exponent: the budget and the criterion",
+        "",
+        "Each row is read off a SymPy result (steps 4, 5 and 8-11); $x_k = w_k a_k$, $p$ the power of "
+        "the margin in the term, $f_k(0)$ the density of class $k$'s margin at the decision boundary.",
+        "",
+        *limits_table(d),
+        "",
+        "Numeric API: `theory.optimal_margins(..., budget='geometric')`, `theory.minimax_margins`, "
+        "`theory.per_class_margins`, `theory.tradeoff_margins`, `theory.bound_term`, "
+        "`theory.class_bound_term`, `theory.centred_spread`.",
         "",
         "## Derivation, step by step",
         "",

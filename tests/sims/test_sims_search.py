@@ -103,3 +103,17 @@ def test_multiclass_search_is_deterministic_and_keeps_the_budget():
     np.testing.assert_array_equal(a.errors, b.errors)
     np.testing.assert_allclose(a.margins.sum(1), 3.0)
     assert a.margins.shape[0] == 5 + 1 + 2 * 2 * 3  # beta grid, theory, one compass round per criterion
+
+
+def test_bound_term_is_the_derived_per_class_term(one_d):
+    """bound_vs_gap's margin_term is 4 B sqrt(K / n_k) sqrt(a_hat_k) / gamma_k (theory.class_bound_term,
+    step 10 of the derivation), averaged over seeds; written out by hand here."""
+    from sims.experiments import bound_vs_gap
+
+    frame = bound_vs_gap([one_d]).set_index(["choice", "class"])
+    n, K = np.asarray(one_d.setting.mixture.n_per_class, dtype=float), 2
+    for choice, idx in (("uniform", one_d.uniform_index), ("theory", one_d.theory_index)):
+        parts, gam = one_d.bound[choice], one_d.margins[idx]
+        by_hand = 4 * parts["weight_norm"][:, None] * np.sqrt(K / n) * np.sqrt(parts["spread_emp"]) / gam
+        for k in range(K):
+            assert frame.loc[(choice, k), "margin_term"] == pytest.approx(by_hand[:, k].mean(), rel=1e-12)

@@ -17,6 +17,8 @@ def test_derive_prints_rules_and_writes_theorem(tmp_path, capsys):
     assert main(["derive", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "Step 1. Setting" in out and "Step 7. Non-centred" in out
+    assert "Step 8. Trade-off" in out and "Step 12. Bias" in out
+    assert "worst class (Thm 3)   gamma_k ~ (a_k/n_k)^(1/2)" in out
     assert "the MR2 exponent is 1/3" in out
     assert "gamma_k ~ n_k^(-1/4)" in out
     n_checks = len(derivation().checks)
@@ -28,9 +30,14 @@ def test_derive_prints_rules_and_writes_theorem(tmp_path, capsys):
         "**Theorem 1",
         "**Theorem 2",
         "## Derivation, step by step",
+        "**Theorem 3",
+        "## What fixes the exponent: the budget and the criterion",
     ):
         assert needle in theorem
     assert "a_k^{\\frac{1}{3}}" in theorem and "n_k^{- \\frac{1}{4}}" in theorem
+    # the side-by-side table: sum budget 1/(p+1), geometric and minimax 1/p, per-class 1/4, worst 1/2
+    assert "$x_k^{\\frac{1}{p + 1}}$" in theorem and theorem.count("$x_k^{\\frac{1}{p}}$") == 2
+    assert "a_k^{\\frac{1}{4}}" in theorem and "a_k^{\\frac{1}{2}}" in theorem
     assert f"all {n_checks} checks passed" in theorem and "❌" not in theorem
     assert [p.name for p in tmp_path.iterdir()] == ["THEOREM.md"]  # no temporary file left behind
 

@@ -8,7 +8,21 @@ import numpy as np
 import pytest
 import torch
 
-from theory import gain_over_uniform, ldam_margins, margin_objective, margin_term, optimal_margins
+from theory import (
+    bound_term,
+    centred_spread,
+    class_bound_term,
+    gain_over_uniform,
+    gaussian_ramp_risk,
+    ldam_margins,
+    margin_objective,
+    margin_term,
+    minimax_margins,
+    optimal_margins,
+    per_class_margins,
+    tradeoff_margins,
+    two_gaussians,
+)
 from theory.reference import scipy_optimal_margins
 
 GOOD = np.array([1.0, 2.0, 3.0])
@@ -53,6 +67,10 @@ def _raises(fn, name: str, fragment: str):
 # every function that takes a spread rejects the same bad spreads
 SPREAD_FUNCTIONS = {
     "optimal_margins": lambda s: optimal_margins(s),
+    "optimal_margins_geometric": lambda s: optimal_margins(s, budget="geometric"),
+    "minimax_margins": lambda s: minimax_margins(s),
+    "per_class_margins": lambda s: per_class_margins(s),
+    "class_bound_term": lambda s: class_bound_term(s, np.ones(2), [1, 1]),
     "margin_objective": lambda s: margin_objective(s, np.ones(2)),
     "margin_term": lambda s: margin_term(s, np.ones(2)),
     "gain_over_uniform": lambda s: gain_over_uniform(s),
@@ -139,3 +157,79 @@ def test_reference_solver_errors():
 
 def test_validate_false_still_refuses_a_2d_tensor():
     _raises(lambda: optimal_margins(torch.ones(2, 2), validate=False), "spread", "1-D")
+
+
+# ------------------------------------------------------------------ the rules of steps 8-12
+
+
+COUNTS = np.array([10.0, 20.0, 30.0])
+
+
+@pytest.mark.parametrize(
+    ("fn", "name", "fragment"),
+    [
+        (lambda: optimal_margins(GOOD, budget="product"), "budget", "'sum'"),
+        (lambda: optimal_margins(GOOD, budget="product", validate=False), "budget", "'geometric'"),
+        (lambda: optimal_margins(np.array([0.0, 1.0]), budget="geometric"), "spread", "strictly positive"),
+        (lambda: minimax_margins(GOOD, COUNTS[:2]), "class_counts", "shape (3,)"),
+        (lambda: minimax_margins(GOOD, np.array([1.0, 0.0, 2.0])), "class_counts", "positive"),
+        (lambda: minimax_margins(GOOD, power=0.0), "power", "> 0"),
+        (lambda: minimax_margins(GOOD, mean_margin=-1.0), "mean_margin", "> 0"),
+        (lambda: minimax_margins(np.array([1.0, -1.0])), "spread", "non-negative"),
+        (lambda: per_class_margins(GOOD, np.array([1.0, np.nan, 2.0])), "class_counts", "finite"),
+        (lambda: per_class_margins(GOOD, mean_margin=0.0), "mean_margin", "> 0"),
+        (lambda: bound_term(GOOD, np.ones(3), COUNTS, weight_norm=0.0), "weight_norm", "> 0"),
+        (lambda: bound_term(GOOD, np.ones(2), COUNTS), "margins", "shape"),
+        (lambda: bound_term(GOOD, np.ones(3), COUNTS[:2]), "class_counts", "shape (3,)"),
+        (lambda: bound_term(GOOD, np.ones(3), COUNTS, loss_weights=np.zeros(3)), "loss_weights", "positive"),
+        (lambda: class_bound_term(GOOD, np.array([1.0, 0.0, 1.0]), COUNTS), "margins", "positive"),
+        (lambda: class_bound_term(GOOD, np.ones(3), -COUNTS), "class_counts", "positive"),
+        (lambda: class_bound_term(np.array([1.0, np.inf, 1.0]), np.ones(3), COUNTS), "spread", "finite"),
+        (lambda: centred_spread(np.ones(3), GOOD), "class_means", "2-D"),
+        (lambda: centred_spread(np.ones((3, 2)), GOOD[:2]), "class_spread", "shape (3,)"),
+        (lambda: centred_spread(np.ones((3, 2)), -GOOD), "class_spread", "non-negative"),
+        (lambda: centred_spread(np.ones((3, 2)), GOOD, weights=np.ones(2)), "weights", "3 strictly positive"),
+    ],
+)
+def test_new_rules_name_the_bad_argument(fn, name, fragment):
+    _raises(fn, name, fragment)
+
+
+INST = {
+    "spread": np.array([1.0, 2.0]),
+    "margin_mean": np.array([1.0, 1.0]),
+    "margin_sd": np.array([1.0, 2.0]),
+    "complexity": 1e-3,
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "name", "fragment"),
+    [
+        ({"spread": np.array([1.0, 0.0])}, "spread", "strictly positive"),
+        ({"spread": np.array([1.0, np.nan])}, "spread", "finite"),
+        ({"margin_mean": np.array([1.0])}, "margin_mean", "shape (2,)"),
+        ({"margin_sd": np.array([1.0, 0.0])}, "margin_sd", "strictly positive"),
+        ({"complexity": 0.0}, "complexity", "> 0"),
+        ({"complexity": 1e6}, "complexity", "smaller constant"),
+        ({"weights": np.array([1.0, -1.0])}, "weights", "strictly positive"),
+        ({"margin_mean": np.array([1.0, -400.0])}, "margin_mean", "positive margins"),
+    ],
+)
+def test_tradeoff_names_the_bad_argument(change, name, fragment):
+    _raises(lambda: tradeoff_margins(**{**INST, **change}), name, fragment)
+
+
+@pytest.mark.parametrize(
+    ("fn", "name", "fragment"),
+    [
+        (lambda: gaussian_ramp_risk(0.0, 1.0, 1.0), "margins", "strictly positive"),
+        (lambda: gaussian_ramp_risk(1.0, np.nan, 1.0), "margin_mean", "finite"),
+        (lambda: gaussian_ramp_risk(1.0, 1.0, -1.0), "margin_sd", "strictly positive"),
+        (lambda: two_gaussians(0.0, [1.0, 1.0], n=10), "mean", "> 0"),
+        (lambda: two_gaussians(1.0, [1.0, 1.0, 1.0], n=10), "sigmas", "shape (2,)"),
+        (lambda: two_gaussians(1.0, [1.0, 1.0], n=0), "n", "> 0"),
+    ],
+)
+def test_gaussian_helpers_name_the_bad_argument(fn, name, fragment):
+    _raises(fn, name, fragment)

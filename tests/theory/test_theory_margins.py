@@ -18,10 +18,10 @@ from theory import (
 )
 from theory.reference import scipy_optimal_margins
 
-RTOL_SCIPY = 1e-6  # our target for agreement with a numeric constrained optimiser (docs/method.md, Targets)
+RTOL_SCIPY = 1e-6  # the target for agreement with a numeric constrained optimiser
 RTOL = 1e-12  # float64 identities
 SEED = 20260212
-# (K, instances): K up to 1,000 as our target asks; the K = 1000 solve takes about a second
+# (K, instances): K up to 1,000; the K = 1000 solve takes about a second
 AGREEMENT_CASES = ((2, 20), (3, 20), (10, 20), (100, 6), (300, 2), (1000, 1))
 SLSQP_CASES = ((2, 10), (5, 10), (20, 5))
 
