@@ -9,7 +9,9 @@
 Every model is a ``Classifier``: a backbone mapping images (B, C, H, W) to features (B, d) and a
 linear head mapping features to logits (B, K). ``freeze_backbone=True`` fixes the backbone (no
 gradients, batch-norm statistics frozen): a linear probe, as in the paper's CLIP/MAE/MoCo runs.
-``head="cosine"`` gives LDAM's normalised head (cosine logits).
+``head="cosine"`` gives LDAM's normalised head (cosine logits); ``head="normalized"`` the head of the
+MR² authors' released fine-tuning code (a linear layer on L2-normalised features, its class weights
+starting at norm 100, CLIP's logit scale), while the features returned for the loss stay raw.
 """
 
 from __future__ import annotations
@@ -22,7 +24,29 @@ from common.checks import bad
 __all__ = ["MODEL_NAMES", "Classifier", "SmallCNN", "ResNet18", "build_model"]
 
 MODEL_NAMES = ("small-cnn", "resnet18", "torchvision:<name>", "timm:<name>")
-HEADS = ("linear", "cosine")
+HEADS = ("linear", "cosine", "normalized")
+# CLIP's learned logit scale exp(4.6052) = 100, folded into the zero-shot head's weights by the released
+# MR² fine-tuning code; our "normalized" head starts its class weights at this norm.
+NORMALIZED_HEAD_SCALE = 100.0
+
+
+class NormalizedHead(nn.Linear):
+    """logits = (h / ||h||) W^T + b, the released MR² code's ``ClassificationHead(normalize=True)``.
+
+    Shapes: (B, d) -> (B, K). The class weights start as random directions of norm
+    ``NORMALIZED_HEAD_SCALE`` and the bias at 0 (the released code starts from CLIP's zero-shot text
+    embeddings times the logit scale; we have no text encoder, so only the scale is reproduced).
+    """
+
+    def __init__(self, in_features: int, out_features: int) -> None:
+        super().__init__(in_features, out_features)
+        with torch.no_grad():
+            self.weight.normal_()
+            self.weight.mul_(NORMALIZED_HEAD_SCALE / self.weight.norm(dim=1, keepdim=True))
+            self.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x / x.norm(dim=1, keepdim=True).clamp_min(1e-12))
 
 
 class Classifier(nn.Module):
@@ -50,6 +74,8 @@ class Classifier(nn.Module):
             from mr2.losses import NormedLinear
 
             self.head = NormedLinear(self.feature_dim, self.num_classes)
+        elif head == "normalized":  # the released MR2 code's head; the loss still sees the raw features
+            self.head = NormalizedHead(self.feature_dim, self.num_classes)
         else:
             self.head = nn.Linear(self.feature_dim, self.num_classes)
         self.freeze_backbone = bool(freeze_backbone)
@@ -210,7 +236,8 @@ def build_model(
         hidden: small-cnn's feature size.
         pretrained: load the library's weights (torchvision/timm only; needs them cached or a network).
         freeze_backbone: train only the head (linear probe on fixed features).
-        head: ``linear`` or ``cosine`` (``mr2.losses.NormedLinear``: cosine logits, LDAM's head).
+        head: ``linear``, ``cosine`` (``mr2.losses.NormedLinear``: cosine logits, LDAM's head) or
+            ``normalized`` (``NormalizedHead``: the released MR² code's head on normalised features).
     """
     if num_classes < 2:
         raise bad("num_classes", num_classes, "at least 2")

@@ -19,6 +19,7 @@ from common.checks import bad, check_in, check_int, check_real
 from common.contracts import LOSSES, SELECTION_RULES
 from mr2.data.sources import DATASET_NAMES
 from mr2.data.splits import TRAIN_SUBSETS
+from mr2.models import HEADS
 
 __all__ = [
     "TrainConfig",
@@ -66,7 +67,7 @@ class TrainConfig:
     hidden: int = 128  # small-cnn feature size (dimensions)
     pretrained: bool = False  # torchvision/timm weights (need a cache or a network)
     freeze_backbone: bool = False  # linear probe: train the head on fixed features
-    head: str = "linear"  # linear | cosine (LDAM's normalised head: pair it with loss.s=30)
+    head: str = "linear"  # linear | cosine (LDAM's: pair it with loss.s=30) | normalized (released MR2 code)
     init_checkpoint: str | None = None  # backbone weights to start from: a run's model.pt or checkpoint.pt
     save_model: bool = False  # write the selected model's weights to RUN/model.pt (for init_checkpoint)
     # loss
@@ -121,6 +122,7 @@ def validate_config(cfg: TrainConfig) -> None:
         if value is not None and (not isinstance(value, str) or not _SAFE_NAME.fullmatch(value)):
             raise bad(name, value, "a folder name of letters, digits, '.', '_' and '-' (no '/' or '..')")
     check_in("train_subset", cfg.train_subset, TRAIN_SUBSETS)
+    check_in("head", cfg.head, HEADS)
     if cfg.imbalance_ratio is not None:
         check_real("imbalance_ratio", cfg.imbalance_ratio, low=1.0)
     if cfg.merge_alpha is not None:

@@ -104,3 +104,21 @@ def test_models_torchvision_backbone_by_name(monkeypatch):
     assert isinstance(model, Classifier) and model.feature_dim == 6
     logits, feats = model(torch.randn(B, 1, 16, 16))  # grey input repeated to RGB
     assert logits.shape == (B, K) and feats.shape == (B, 6)
+
+
+def test_normalized_head_is_the_released_codes_head_on_raw_features():
+    """head="normalized": logits = (h/||h||) W^T + b with rows of W at norm 100; the loss sees raw h."""
+    from mr2.models import NORMALIZED_HEAD_SCALE, build_model
+
+    torch.manual_seed(0)
+    model = build_model("small-cnn", num_classes=10, in_channels=1, image_size=28, width=4, hidden=16,
+                        head="normalized")  # fmt: skip
+    w, b = model.head.weight.detach(), model.head.bias.detach()
+    torch.testing.assert_close(w.norm(dim=1), torch.full((10,), NORMALIZED_HEAD_SCALE))
+    assert torch.count_nonzero(b) == 0
+    x = torch.randn(5, 1, 28, 28)
+    logits, feats = model(x)
+    raw = model.backbone(x)
+    torch.testing.assert_close(feats, raw)  # the features for the loss are not normalised
+    by_hand = (raw / raw.norm(dim=1, keepdim=True)) @ w.t() + b
+    torch.testing.assert_close(logits, by_hand)
