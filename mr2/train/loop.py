@@ -246,8 +246,12 @@ def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 def load_backbone(model: torch.nn.Module, path: str | os.PathLike) -> None:
     """Load a backbone's weights from a run's ``model.pt`` (a state_dict) or ``checkpoint.pt`` (its
     model), e.g. a backbone pretrained by another run; the head keeps its fresh initialisation."""
-    path = Path(path)
     fix = "pass the model.pt (save_model=true) or checkpoint.pt of a finished run of the same model"
+    if str(path).startswith("@"):
+        raise bad(
+            "init_checkpoint", str(path), f"a file: '@preset/method/seedK' is resolved by run_study; {fix}"
+        )
+    path = Path(path)
     if not path.is_file():
         raise bad("init_checkpoint", str(path), f"an existing file; {fix}")
     try:

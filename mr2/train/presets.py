@@ -55,8 +55,47 @@ class Preset:
 
 
 ALL_LOSSES = LOSSES
-# LDAM as its authors run it: cosine head, logits scaled by s = 30 (on balanced data all margins = 0.5)
+# LDAM as its authors run it: cosine head (NormedLinear, class weights at norm 1), logits scaled by
+# s = 30; on balanced data all margins = 0.5
 LDAM_COSINE = {"head": "cosine", "loss.s": 30.0}
+# The verification protocol's base: the small CNN on 20k Fashion-MNIST images (stratified), 30 epochs,
+# a 2-epoch linear warm-up for every method (the LDAM authors warm up; CE is no worse with it),
+# crop and flip, deterministic kernels.
+PROTOCOL = TrainConfig(
+    dataset="fashion-mnist", model="small-cnn", width=12, hidden=64, max_train_samples=20_000, epochs=30,
+    batch_size=128, lr=0.05, weight_decay=5e-4, warmup_epochs=2.0, crop_padding=2, hflip=True,
+    split_seed=0, deterministic=True,
+)  # fmt: skip
+# 12 paired seeds: a paired SD of 1.1 points on the worst class makes a 1-point effect detectable at
+# 80% power (common.stats.seeds_for_effect(1.1, 1.0) = 12)
+KEY_SEEDS = tuple(range(12))
+# the released MR2 code's configuration (mr2-official: L5 statistics, 1000 statistic slots, EMA 0.999)
+# with its head (a linear layer on normalised features), the same head with CE, and its WiSE-FT merge
+RELEASED_CODE = {
+    "mr2-official": {"head": "normalized"},
+    "ce-normhead": {"loss": "ce", "head": "normalized"},
+    "mr2-official-wise": {"loss": "mr2-official", "head": "normalized", "merge_alpha": 0.6},
+}
+# deferred re-weighting from epoch 24 of 30 (LDAM-DRW: epoch 160 of 200)
+DRW_EPOCH = 24
+DRW_METHODS = {
+    "ce-drw": {"loss": "ce", "loss.drw_epoch": DRW_EPOCH},
+    "ldam-drw": {"loss": "ldam", **LDAM_COSINE, "loss.drw_epoch": DRW_EPOCH},
+}
+# the backbone of fmnist-pretrain's run (resolved under the runs folder, trained first when missing)
+PRETRAINED = "@fmnist-pretrain/ce/seed0"
+# linear probes: frozen features give the representation term no gradient, so the logit margins alone
+# (mr2-logit) with each statistic; exponent 1/3 is the theory's (sum budget), 1/2 the minimax rule's
+PROBE_METHODS = {
+    "ce": {},
+    "mr2": {"loss": "mr2-logit"},
+    "mr2-centred": {"loss": "mr2-logit", "loss.statistic": "centred"},
+    "mr2-spread": {"loss": "mr2-logit", "loss.statistic": "spread"},
+    "mr2-separation": {"loss": "mr2-logit", "loss.statistic": "separation"},
+    "mr2-shuffled": {"loss": "mr2-logit", "loss.statistic": "shuffled"},
+    "mr2-e12": {"loss": "mr2-logit", "loss.exponent": 0.5},
+    "mr2-separation-e12": {"loss": "mr2-logit", "loss.statistic": "separation", "loss.exponent": 0.5},
+}
 
 PRESETS: dict[str, Preset] = {
     p.name: p
@@ -83,14 +122,127 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             name="fmnist-verify",
-            description="the CPU verification study: 7 methods x 5 seeds, small CNN on Fashion-MNIST",
+            description=(
+                "the first round's study (8 epochs, no warm-up, LDAM's head then Kaiming-initialised), "
+                "kept to compare; superseded by fmnist-protocol"
+            ),
             config=TrainConfig(
                 dataset="fashion-mnist", model="small-cnn", width=12, hidden=64, epochs=8, batch_size=128,
                 lr=0.05, weight_decay=5e-4, crop_padding=2, hflip=True, split_seed=0,
             ),
-            losses=ALL_LOSSES,
+            losses=("ce", "focal", "ldam", "cdb", "mr2", "mr2-logit", "mr2-rep"),
             seeds=(0, 1, 2, 3, 4),
             per_loss={"ldam": LDAM_COSINE},
+        ),
+        Preset(
+            name="fmnist-protocol",
+            description=(
+                "the verification study: baselines as their authors run them (LDAM's head init, warm-up "
+                "for every method), the released MR2 code's configuration, 30 epochs on 20k images; "
+                "12 seeds for CE and MR2 (the key comparison), 4 for the rest; ~95 min on 2 cores"
+            ),
+            config=PROTOCOL,
+            losses=("ce", "mr2", "focal", "ldam", "cdb", "mr2-centred", "mr2-separation", "ce-normhead",
+                    "mr2-official", "mr2-official-wise"),
+            seeds=(0, 1, 2, 3),
+            per_loss={
+                "ldam": LDAM_COSINE,
+                "mr2-centred": {"loss": "mr2", "loss.statistic": "centred"},
+                "mr2-separation": {"loss": "mr2", "loss.statistic": "separation"},
+                **RELEASED_CODE,
+            },
+            seeds_for={"ce": KEY_SEEDS, "mr2": KEY_SEEDS},
+        ),
+        Preset(
+            name="fmnist-length",
+            description=(
+                "training length: CE, MR2, LDAM, CDB at 10 and 20 epochs (CE, MR2 also 40), seeds 0-1, "
+                "else as fmnist-protocol (its 30-epoch runs complete the ladder); ~25 min on 2 cores"
+            ),
+            config=PROTOCOL,
+            losses=tuple(f"{m}-e{e}" for e in (10, 20) for m in ("ce", "mr2", "ldam", "cdb"))
+            + ("ce-e40", "mr2-e40"),
+            seeds=(0, 1),
+            per_loss={
+                f"{m}-e{e}": {"loss": m, "epochs": e, **(LDAM_COSINE if m == "ldam" else {})}
+                for m in ("ce", "mr2", "ldam", "cdb")
+                for e in (10, 20, 40)
+            },
+        ),
+        *(
+            Preset(
+                name=f"fmnist-lt{ratio}",
+                description=(
+                    f"positive control: long-tailed Fashion-MNIST (n_k = n_max {ratio}^(-k/9), class 0 "
+                    "largest; validation and test balanced), CE, CE-DRW, LDAM-DRW as its authors run it, "
+                    f"focal, CDB, MR2; {len(seeds)} seeds"
+                ),
+                config=dataclasses.replace(PROTOCOL, max_train_samples=None, imbalance_ratio=float(ratio)),
+                losses=("ce", "ce-drw", "ldam-drw", "focal", "cdb", "mr2"),
+                seeds=seeds,
+                per_loss=DRW_METHODS,
+            )
+            for ratio, seeds in ((10, (0, 1, 2)), (100, (0, 1, 2, 3, 4)))
+        ),
+        Preset(
+            name="fmnist-pretrain",
+            description=(
+                "a shared backbone: CE on the first half of the training split, 30 epochs, weights saved "
+                "(model.pt) for fmnist-probe and fmnist-finetune"
+            ),
+            config=dataclasses.replace(
+                PROTOCOL, max_train_samples=None, train_subset="first-half", save_model=True
+            ),
+            losses=("ce",),
+            seeds=(0,),
+        ),
+        Preset(
+            name="fmnist-probe",
+            description=(
+                "linear probes on the frozen fmnist-pretrain backbone (second half of the training split, "
+                "features cached): each margin statistic and exponent against CE, 24 paired seeds"
+            ),
+            config=dataclasses.replace(
+                PROTOCOL, max_train_samples=None, train_subset="second-half", freeze_backbone=True,
+                crop_padding=0, hflip=False, epochs=30, warmup_epochs=0.0, init_checkpoint=PRETRAINED,
+            ),
+            losses=tuple(PROBE_METHODS),
+            seeds=tuple(range(24)),
+            per_loss=PROBE_METHODS,
+        ),
+        Preset(
+            name="fmnist-finetune",
+            description=(
+                "fine-tuning from the shared fmnist-pretrain backbone on the second half (10 epochs), "
+                "with the WiSE-FT merge of the released code; from-scratch runs on the same half for the "
+                "paired variance; 8 seeds"
+            ),
+            config=dataclasses.replace(
+                PROTOCOL, max_train_samples=None, train_subset="second-half", epochs=10, lr=0.01,
+                warmup_epochs=1.0, init_checkpoint=PRETRAINED,
+            ),
+            losses=("ce", "mr2", "mr2-separation", "mr2-wise", "ce-scratch", "mr2-scratch"),
+            seeds=tuple(range(8)),
+            per_loss={
+                "mr2-separation": {"loss": "mr2", "loss.statistic": "separation"},
+                "mr2-wise": {"loss": "mr2", "merge_alpha": 0.6},
+                **{f"{m}-scratch": {"loss": m, "init_checkpoint": None, "epochs": 30, "lr": 0.05,
+                                    "warmup_epochs": 2.0} for m in ("ce", "mr2")},
+            },
+        ),
+        Preset(
+            name="fmnist-resnet-cpu",
+            description=(
+                "ResNet-18 (CIFAR stem) on CPU, reduced and stated: width 16, 5k training images, "
+                "10 epochs; CE, MR2, MR2 with the separation statistic; 3 seeds"
+            ),
+            config=dataclasses.replace(
+                PROTOCOL, model="resnet18", width=16, max_train_samples=5000, epochs=10, warmup_epochs=1.0,
+                lr=0.1, eval_batch_size=512,
+            ),
+            losses=("ce", "mr2", "mr2-separation"),
+            seeds=(0, 1, 2),
+            per_loss={"mr2-separation": {"loss": "mr2", "loss.statistic": "separation"}},
         ),
         Preset(
             name="fmnist-gpu",

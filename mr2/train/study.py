@@ -12,7 +12,7 @@ import torch
 
 from common.checks import bad
 from mr2.train.config import TrainConfig
-from mr2.train.loop import TrainingDiverged, train_run
+from mr2.train.loop import MODEL_FILE, TrainingDiverged, train_run
 from mr2.train.presets import Preset, get_preset
 
 __all__ = ["run_study", "run_dir_for"]
@@ -21,6 +21,32 @@ __all__ = ["run_study", "run_dir_for"]
 def run_dir_for(runs: str | os.PathLike, cfg: TrainConfig) -> Path:
     """``RUNS/<study>/<loss>/seed<k>``."""
     return Path(runs) / cfg.study / cfg.run_name / f"seed{cfg.seed}"
+
+
+def _resolve_checkpoint(
+    cfg: TrainConfig, runs: str | os.PathLike, resume: bool, progress: bool, threads: int | None
+) -> TrainConfig:
+    """Turn ``init_checkpoint="@<preset>/<method>/seed<k>"`` into that run's ``model.pt`` under
+    ``runs``, training the run first (with its preset's config) when it has not been made yet."""
+    ref = cfg.init_checkpoint
+    if ref is None or not ref.startswith("@"):
+        return cfg
+    preset, sep, rest = ref[1:].partition("/")
+    method, _, seed_part = rest.partition("/")
+    if not sep or not seed_part.startswith("seed") or not seed_part[4:].isdigit():
+        raise bad("init_checkpoint", ref, "'@<preset>/<method>/seed<k>' or a file path")
+    source = get_preset(preset).config_for(method, int(seed_part[4:]))
+    if not source.save_model:
+        source = dataclasses.replace(source, save_model=True)
+    run_dir = run_dir_for(runs, source)
+    path = run_dir / MODEL_FILE
+    if not path.is_file():
+        if progress:
+            print(f"[{cfg.study}] making the backbone it starts from: {run_dir}", flush=True)
+        if threads:
+            torch.set_num_threads(threads)
+        train_run(source, run_dir, resume=resume, progress=progress)
+    return dataclasses.replace(cfg, init_checkpoint=str(path))
 
 
 def _run_one(cfg: TrainConfig, run_dir: str, resume: bool, overwrite: bool, progress: bool) -> dict[str, Any]:
@@ -86,6 +112,7 @@ def run_study(
                 cfg = dataclasses.replace(cfg, study=study)
             # config_for and replace validate: every bad name is reported before the first run starts
             configs.append((cfg, str(run_dir_for(runs, cfg))))
+    configs = [(_resolve_checkpoint(cfg, runs, resume, progress, threads), d) for cfg, d in configs]
     if jobs == 1:
         if threads:
             torch.set_num_threads(threads)

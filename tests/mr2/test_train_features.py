@@ -165,3 +165,26 @@ def test_deterministic_runs_are_bit_reproducible(tmp_path):
     wa = torch.load(tmp_path / "a" / "model.pt", weights_only=True)
     wb = torch.load(tmp_path / "b" / "model.pt", weights_only=True)
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_a_study_makes_the_backbone_it_starts_from(tmp_path, monkeypatch):
+    """init_checkpoint="@<preset>/<method>/seed<k>": run_study trains that run first, then reuses it."""
+    from mr2.train import presets
+
+    base = get_preset("digits-smoke")
+    small = {"epochs": 1, "max_train_samples": 300}
+    pre = Preset(name="pre", description="", config=base.config, losses=("ce",), seeds=(0,),
+                 per_loss={"ce": {**small, "train_subset": "first-half"}})  # fmt: skip
+    monkeypatch.setitem(presets.PRESETS, "pre", pre)
+    probe = Preset(name="probe", description="", config=base.config, losses=("ce",), seeds=(0, 1),
+                   per_loss={"ce": {**small, "freeze_backbone": True, "train_subset": "second-half",
+                                    "init_checkpoint": "@pre/ce/seed0"}})  # fmt: skip
+    records = run_study(probe, runs=tmp_path, progress=False)
+    model = tmp_path / "pre" / "ce" / "seed0" / "model.pt"
+    assert model.is_file() and [r["status"] for r in records] == ["done", "done"]
+    assert all(r["feature_cache"] for r in records)
+    stamp = model.stat().st_mtime_ns
+    run_study(probe, runs=tmp_path, seeds=[2], progress=False)
+    assert model.stat().st_mtime_ns == stamp  # made once, then reused
+    with pytest.raises(ValueError, match="init_checkpoint"):
+        train_run(_cfg(init_checkpoint="@pre/ce/seed0"), tmp_path / "direct", progress=False)
