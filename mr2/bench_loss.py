@@ -350,6 +350,7 @@ def _run(args: argparse.Namespace) -> Any:
     import pandas as pd
     import torch
 
+    from common.contracts import LOSS_BENCH_COLUMNS
     from common.io import code_version, write_csv, write_json
 
     _check_args(args)
@@ -378,8 +379,7 @@ def _run(args: argparse.Namespace) -> Any:
     for line in verdicts:
         print(line)
     out = Path(args.out)
-    cols = ["K", "B", "d", "impl", "ms_mean", "ms_std", "speedup", "ratio_to_ce", "ms_median"]
-    table = pd.DataFrame(rows, columns=cols)
+    table = pd.DataFrame(rows, columns=list(LOSS_BENCH_COLUMNS))
     write_csv(out / f"{name}.csv", table)
     device_name = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
     write_json(

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from common.contracts import SIMS_COLUMNS
 from paper_figs import data, style
 from paper_figs.common import FigureContext, Made, figure_main
 
@@ -33,17 +34,7 @@ CAPTION = (
     "noisier class should get the larger margin."
 )
 
-COLUMNS = (
-    "K",
-    "d",
-    "n_per_class",
-    "sigma_ratio",
-    "criterion",
-    "opt_log_margin_ratio",
-    "ci_low",
-    "ci_high",
-    "theory_log_margin_ratio",
-)
+COLUMNS = SIMS_COLUMNS["margin_vs_variance.csv"]
 CRITERIA = ("balanced", "worst_class")
 CRITERION_TITLES = {"balanced": "balanced err.", "worst_class": "worst-class err."}
 THEORY_ATOL = 1e-9  # theory values that differ by less are one curve (it does not depend on n)

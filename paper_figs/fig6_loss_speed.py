@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from common.contracts import LOSS_BENCH_COLUMNS
 from paper_figs import data, style
 from paper_figs.common import FigureContext, Made, figure_main
 
@@ -31,7 +32,7 @@ CAPTION = (
     "project's targets of 10x (K = 100) and 30x (K = 1000), and 2x CE."
 )
 
-COLUMNS = ("K", "B", "d", "impl", "ms_mean", "ms_std")
+COLUMNS = LOSS_BENCH_COLUMNS
 IMPLS = {
     "vectorised": "MR² vectorised",
     "loop": "MR² per-class loop",

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from common.contracts import FASHION_MNIST_CLASSES, MR2_LOSSES, SELECTION_RULES
+from common.contracts import FASHION_MNIST_CLASSES, MR2_LOSSES, SELECTION_RULES, SIMS_COLUMNS
 from common.io import write_csv, write_json
 from common.seeding import as_generator
 from common.summaries import class_summary
@@ -98,11 +99,20 @@ def _selected(acc: np.ndarray, *, epoch: int) -> dict:
     }
 
 
+def _contract_frame(name: str, rows: list[dict]) -> Any:
+    """``rows`` as a table with every column of ``SIMS_COLUMNS[name]`` in order (NaN where the
+    synthetic data has no value), so the figures read it as they read ``mr2 simulate``'s files."""
+    import pandas as pd
+
+    frame = pd.DataFrame(rows)
+    extra = [c for c in frame.columns if c not in SIMS_COLUMNS[name]]
+    return frame.reindex(columns=[*SIMS_COLUMNS[name], *extra])
+
+
 def write_sims(folder: str | Path, *, rng: int | np.random.Generator = 0) -> Path:
     """Write ``margin_vs_variance.csv``, ``bound_vs_gap.csv`` and ``manifest.json`` in ``folder``, with
-    the columns ``mr2 simulate`` writes (a subset of its extras: ``loss``, ``at_boundary``, ``setting``,
-    ``choice``)."""
-    import pandas as pd
+    every column ``mr2 simulate`` writes (``common.contracts.SIMS_COLUMNS``; those the figures do not
+    read are NaN)."""
 
     gen = as_generator(rng)
     folder = Path(folder)
@@ -133,7 +143,7 @@ def write_sims(folder: str | Path, *, rng: int | np.random.Generator = 0) -> Pat
                                 at_boundary=bool(n == 10 and ratio == 2.0),
                             )
                         )
-    write_csv(folder / "margin_vs_variance.csv", pd.DataFrame(rows))
+    write_csv(folder / "margin_vs_variance.csv", _contract_frame("margin_vs_variance.csv", rows))
     rows = []
     for n in (10, 100, 1000):
         for ratio in (0.5, 2.0):
@@ -157,7 +167,7 @@ def write_sims(folder: str | Path, *, rng: int | np.random.Generator = 0) -> Pat
                             gen_gap_ci_high=gap + 0.02,
                         )
                     )
-    write_csv(folder / "bound_vs_gap.csv", pd.DataFrame(rows))
+    write_csv(folder / "bound_vs_gap.csv", _contract_frame("bound_vs_gap.csv", rows))
     write_json(folder / "manifest.json", {"synthetic": True})
     return folder
 

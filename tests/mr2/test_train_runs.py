@@ -10,13 +10,11 @@ import pytest
 import torch
 
 from app.cli import main as cli_main
+from common.contracts import METRICS_KEYS
 from mr2 import train as mtrain
 from mr2.train import TrainingDiverged, apply_overrides, get_preset, run_study, train_run
 
-CONTRACT_KEYS = {
-    "accuracy", "per_class_accuracy", "worst_class", "worst_class_accuracy", "bottom10_accuracy",
-    "top10_accuracy", "class_accuracy_std", "class_spread", "dataset", "class_names", "loss", "seed",
-}  # fmt: skip
+CONTRACT_KEYS = set(METRICS_KEYS)
 MIN_DIGITS_ACCURACY = 0.80  # a tiny CNN on 8x8 digits after a few epochs; chance is 0.10
 
 
