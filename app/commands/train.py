@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "train presets (fmnist-smoke, fmnist-verify, fmnist-gpu, digits-smoke) over losses and seeds"
+HELP = "train a preset's studies (mr2 train --list) over methods and seeds; finished runs are skipped"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -123,7 +123,7 @@ mr2_rows[columns].round(4)
 # %% [markdown]
 # ### Things to try
 #
-# * Point `STUDY` at the verification study (`mr2 train --preset fmnist-verify`, 5 seeds, all losses)
+# * Point `STUDY` at the verification study (`mr2 train --preset fmnist-protocol`, 12 seeds of CE and MR²)
 #   and compare the intervals with the quick plan's.
 # * Does the class with the largest $a_k$ coincide with the worst class? (`hardest_match` above.)
 # * MR²'s ablations `mr2-logit` (margins only) and `mr2-rep` (representation term only) are in the
