@@ -107,6 +107,8 @@ METRICS_OPTIONAL_KEYS: tuple[str, ...] = (
     # {rule: {...}} for every rule in SELECTION_RULES: the test numbers of the model each rule selects,
     # with the keys SELECTION_KEYS; the top-level numbers are those of the run's select_metric
     "selections",
+    "class_centred_spread",  # list of K: ||mu_k - mu_bar||^2 + s_k^2 (the bound with a bias in the head)
+    "class_separation",  # list of K: s_k^2 / min_j ||mu_k - mu_j||^2 (a data-suggested heuristic)
     "margin_min",  # MR² losses: smallest per-class margin gamma_k at the end of training
     "margin_max",  # MR² losses: largest per-class margin gamma_k at the end of training
 )

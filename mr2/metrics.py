@@ -37,7 +37,10 @@ def class_feature_stats(
 
     Returns:
         ``spread`` a_k = ||mu_k||² + s_k² = mean_i ||h_i||² over class k; ``mean_norm2`` ||mu_k||²;
-        ``within`` s_k² = mean_i ||h_i - mu_k||²; each shape (K,), float64, in squared feature units.
+        ``within`` s_k² = mean_i ||h_i - mu_k||²; ``centred`` ||mu_k - mu_bar||² + s_k² (mu_bar the
+        mean of the class means: the statistic a head with a bias supports); ``separation``
+        s_k² / min_{j != k} ||mu_k - mu_j||² (a heuristic suggested by data, not by the bound); each
+        shape (K,), float64; the first four in squared feature units, the last unitless.
     """
     h = features.detach().double()
     y = targets.long()
@@ -49,8 +52,21 @@ def class_feature_stats(
     mu = sums / counts[:, None]
     spread = sq / counts
     mean_norm2 = (mu * mu).sum(1)
+    within = (spread - mean_norm2).clamp_min(0)
+    # the statistics MR2Loss offers, computed as the loss computes them (L2, every class seen)
+    from mr2.losses.margin_statistics import class_statistic
+
+    seen = torch.ones(num_classes, dtype=torch.bool, device=h.device)
+    stat = {
+        name: class_statistic(
+            name, mean_norm=mean_norm2, spread=within, class_means=mu, seen=seen, norm_p=2.0
+        )
+        for name in ("centred", "separation")
+    }
     return {
         "spread": spread.cpu().numpy(),
         "mean_norm2": mean_norm2.cpu().numpy(),
-        "within": (spread - mean_norm2).clamp_min(0).cpu().numpy(),
+        "within": within.cpu().numpy(),
+        "centred": stat["centred"].cpu().numpy(),
+        "separation": stat["separation"].cpu().numpy(),
     }

@@ -508,6 +508,8 @@ def _final_metrics(s: Session) -> dict[str, Any]:
         "class_spread": stats["spread"].tolist(),
         "class_mean_norm2": stats["mean_norm2"].tolist(),
         "class_within_spread": stats["within"].tolist(),
+        "class_centred_spread": stats["centred"].tolist(),
+        "class_separation": stats["separation"].tolist(),
         "confusion_matrix": confusion_matrix(preds, y_test, k).cpu().tolist(),
         "val_accuracy": val["accuracy"],
         "val_per_class_accuracy": val["per_class_accuracy"],

@@ -122,3 +122,26 @@ def test_normalized_head_is_the_released_codes_head_on_raw_features():
     torch.testing.assert_close(feats, raw)  # the features for the loss are not normalised
     by_hand = (raw / raw.norm(dim=1, keepdim=True)) @ w.t() + b
     torch.testing.assert_close(logits, by_hand)
+
+
+def test_class_feature_stats_give_every_statistic_of_the_loss():
+    """a_k, ||mu_k||^2, s_k^2, the centred statistic (theory.centred_spread) and the separation ratio,
+    against float64 loops over the classes."""
+    import numpy as np
+
+    from mr2.metrics import class_feature_stats
+    from theory import centred_spread
+
+    g = torch.Generator().manual_seed(0)
+    h = torch.randn(300, 5, generator=g) + 3 * torch.randn(3, 5, generator=g).repeat_interleave(100, 0)
+    y = torch.arange(3).repeat_interleave(100)
+    st = class_feature_stats(h, y, 3)
+    hs = [h[y == k].double().numpy() for k in range(3)]
+    mu = np.stack([x.mean(0) for x in hs])
+    s2 = np.array([((x - m) ** 2).sum(1).mean() for x, m in zip(hs, mu, strict=True)])
+    np.testing.assert_allclose(st["within"], s2, rtol=1e-10)
+    np.testing.assert_allclose(st["spread"], (mu**2).sum(1) + s2, rtol=1e-10)
+    np.testing.assert_allclose(st["centred"], centred_spread(mu, s2), rtol=1e-10)
+    d2 = ((mu[:, None] - mu[None]) ** 2).sum(-1)
+    np.fill_diagonal(d2, np.inf)
+    np.testing.assert_allclose(st["separation"], s2 / d2.min(1), rtol=1e-10)
