@@ -86,12 +86,18 @@ SPREAD_STATS: dict[str, Callable[[pd.Series], Any]] = {
     "‖mu_k‖²": lambda r: r["class_mean_norm2"],
     # scale-free: within-class spread relative to the class mean's squared norm
     "s_k²/‖mu_k‖²": lambda r: np.asarray(r["class_within_spread"]) / np.asarray(r["class_mean_norm2"]),
+    # the statistic the bound supports with a bias in the head: ||mu_k - mu_bar||² + s_k²
+    "centred a_k": lambda r: r["class_centred_spread"],
+    # s_k² / min_j ||mu_k - mu_j||²: a heuristic suggested by data, not a consequence of the bound
+    "separation": lambda r: r["class_separation"],
 }
 _SPREAD_NEEDS = {
     "a_k": ("class_spread",),
     "s_k²": ("class_within_spread",),
     "‖mu_k‖²": ("class_mean_norm2",),
     "s_k²/‖mu_k‖²": ("class_within_spread", "class_mean_norm2"),
+    "centred a_k": ("class_centred_spread",),
+    "separation": ("class_separation",),
 }
 
 

@@ -38,7 +38,9 @@ __all__ = ["CONFIGURED", "SPREAD_KEYS", "load_study", "selection_rules", "select
 # rule label of top-level numbers whose run does not record its select_metric
 CONFIGURED = "configured"
 # per-class statistics of the features of the top-level (select_metric's) model
-SPREAD_KEYS: tuple[str, ...] = ("class_spread", "class_mean_norm2", "class_within_spread")
+SPREAD_KEYS: tuple[str, ...] = (
+    "class_spread", "class_mean_norm2", "class_within_spread", "class_centred_spread", "class_separation",
+)  # fmt: skip
 _SCALARS: tuple[str, ...] = ("margin_min", "margin_max")
 
 

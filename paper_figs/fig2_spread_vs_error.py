@@ -30,7 +30,10 @@ CAPTION = (
     "over seeds with 95% Student-t CIs over seeds on both axes; rho in the title: Spearman correlation "
     "between a_k and the error, mean over seeds [95% t CI]. (c) The same correlation for a_k, "
     "its parts (within-class spread s_k^2, squared mean norm ||mu_k||^2) and the scale-free ratio "
-    "s_k^2/||mu_k||^2 (mr2.report.spread_error_correlation). rho > 0: the statistic points at the hard "
+    "s_k^2/||mu_k||^2, the centred a_k = ||mu_k - mu_bar||^2 + s_k^2 (what the bound supports with a bias "
+    "in the head) and the separation ratio s_k^2 / min_j ||mu_k - mu_j||^2 (a heuristic suggested by data, "
+    "not by the bound), where the runs record them (mr2.report.spread_error_correlation). rho > 0: the "
+    "statistic points at the hard "
     "classes, as the bound assumes. Earlier versions of this figure drew percentile-bootstrap CIs, "
     "which are about a third narrower at 5 seeds."
 )
