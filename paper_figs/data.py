@@ -31,6 +31,7 @@ __all__ = [
     "read_table",
     "find_study",
     "training_study",
+    "probe_study",
 ]
 
 SIMS_PRESETS = SIMS_FILES  # file written by `mr2 simulate` -> the preset that writes it
@@ -107,11 +108,21 @@ def read_table(path: str | Path, required: list[str] | tuple[str, ...]) -> Any:
     return frame
 
 
-def find_study(results: Path, losses: tuple[str, ...]) -> Path | None:
-    """The study under ``RESULTS/runs`` with the most finished seeds holding every loss in ``losses``."""
+def find_study(
+    results: Path, losses: tuple[str, ...], *, exclude: tuple[str, ...] | None = None
+) -> Path | None:
+    """The study under ``RESULTS/runs`` with the most finished seeds holding every loss in ``losses``.
+
+    ``exclude``: study names never chosen (default: the linear-probe studies, whose CE and MR2 runs
+    train a head on frozen features and must not stand in for a training study).
+    """
+    if exclude is None:
+        from paper_figs.plans import PROBE_STUDIES
+
+        exclude = PROBE_STUDIES
     best, best_seeds = None, 0
     for study in sorted((results / "runs").glob("*")):
-        if not study.is_dir():
+        if not study.is_dir() or study.name in exclude:
             continue
         seeds = [len(list((study / loss).glob("seed*/metrics.json"))) for loss in losses]
         if min(seeds, default=0) > best_seeds:
@@ -147,4 +158,26 @@ def train_missing(ctx: FigureContext, losses: tuple[str, ...]) -> Path:
     made: list[Path] = []
     command = "mr2 " + shlex.join(plan.argv(runs, losses))
     make_missing(ctx, command, lambda: made.append(plan.run(runs, losses)))
+    return made[0]
+
+
+def probe_study(ctx: FigureContext) -> Path:
+    """The linear-probe study figure 8 reads: ``RESULTS/runs/fmnist-probe`` or ``digits-probe`` when
+    one holds finished runs, else the quick (``--quick``) or full probe plan run now."""
+    from paper_figs.plans import PROBE_PLANS, choose_probe_plan
+
+    if "probe" in ctx.cache:
+        return ctx.cache["probe"]
+    for plan in PROBE_PLANS.values():
+        study = ctx.results / "runs" / plan.study
+        if any(study.glob("*/seed*/metrics.json")):
+            ctx.cache["probe"] = study
+            return study
+    plan = choose_probe_plan(
+        "quick" if ctx.quick else "full", notice=lambda m: print(f"[figures] {m}", file=sys.stderr)
+    )
+    runs = ctx.results / "runs"
+    made: list[Path] = []
+    make_missing(ctx, "mr2 " + shlex.join(plan.argv(runs)), lambda: made.append(plan.run(runs)))
+    ctx.cache["probe"] = made[0]
     return made[0]

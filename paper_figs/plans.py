@@ -21,8 +21,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.checks import bad
+from mr2.train.presets import PROBE_METHODS
 
-__all__ = ["TrainingPlan", "PLANS", "fashion_mnist_available", "choose_plan"]
+PROBE_LOSSES = tuple(PROBE_METHODS)
+
+__all__ = [
+    "TrainingPlan",
+    "PLANS",
+    "PROBE_PLANS",
+    "PROBE_STUDIES",
+    "fashion_mnist_available",
+    "choose_plan",
+    "choose_probe_plan",
+]
 
 
 @dataclass(frozen=True)
@@ -79,6 +90,14 @@ PLANS: dict[str, TrainingPlan] = {
                          seeds=(0, 1, 2)),
 }  # fmt: skip
 DIGITS_FALLBACK = {"full": "digits-full", "quick": "digits-quick"}
+# the linear-probe study of figure 8: every margin statistic on a frozen, shared backbone
+PROBE_PLANS: dict[str, TrainingPlan] = {
+    "full": TrainingPlan(name="full", preset="fmnist-probe", study="fmnist-probe", dataset="fashion-mnist",
+                         losses=PROBE_LOSSES, seeds=tuple(range(24))),
+    "quick": TrainingPlan(name="quick", preset="digits-probe", study="digits-probe", dataset="digits",
+                          losses=PROBE_LOSSES, seeds=(0, 1, 2, 3)),
+}  # fmt: skip
+PROBE_STUDIES = tuple(p.study for p in PROBE_PLANS.values())
 
 
 def fashion_mnist_available(data_dir: str | None = None) -> bool:
@@ -90,6 +109,17 @@ def fashion_mnist_available(data_dir: str | None = None) -> bool:
     except (ValueError, FileNotFoundError, OSError):
         return False
     return True
+
+
+def choose_probe_plan(name: str, *, notice=print) -> TrainingPlan:
+    """The probe plan ``name`` (``full`` or ``quick``); ``full`` becomes ``quick`` (digits), with a
+    notice, when Fashion-MNIST is not installed."""
+    if name not in PROBE_PLANS:
+        raise bad("plan", name, f"one of {sorted(PROBE_PLANS)}")
+    if name == "full" and not fashion_mnist_available():
+        notice("notice: Fashion-MNIST is not installed; the probe study runs on scikit-learn digits instead.")
+        return PROBE_PLANS["quick"]
+    return PROBE_PLANS[name]
 
 
 def choose_plan(name: str, *, notice=print) -> TrainingPlan:

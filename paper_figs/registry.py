@@ -16,6 +16,8 @@ FIGURES: dict[int, str] = {
     4: "paper_figs.fig4_margin_vs_variance",
     5: "paper_figs.fig5_bound_vs_gap",
     6: "paper_figs.fig6_loss_speed",
+    7: "paper_figs.fig7_statistics_vs_error",
+    8: "paper_figs.fig8_probe_effects",
 }
 
 

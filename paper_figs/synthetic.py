@@ -68,6 +68,9 @@ def write_runs(
                 "class_spread": spread,
                 "class_within_spread": within,
                 "class_mean_norm2": spread - within,
+                # the centred statistic keeps the spread's ranking; the separation ratio adds noise
+                "class_centred_spread": within + 0.5 * (spread - within),
+                "class_separation": within / (1.0 + gen.uniform(0.5, 1.5, k)),
                 "dataset": "synthetic",
                 "class_names": list(FASHION_CLASSES),
                 "loss": loss,
@@ -82,9 +85,13 @@ def write_runs(
                     other = acc if top else np.clip(acc + gen.normal(0, noise_sd, k), 0, 1)
                     epoch = metrics["selected_epoch"] if top else 9 - i
                     metrics["selections"][rule] = _selected(other, epoch=epoch)
-            if loss in MR2_LOSSES:
-                gamma = optimal_margins(spread)
-                metrics.update(margin_min=float(gamma.min()), margin_max=float(gamma.max()))
+            if loss in MR2_LOSSES or loss.startswith("mr2-"):
+                # the margins of a statistic that tracks the error (a shuffled one does not)
+                stat = np.roll(spread, 3) if "shuffled" in loss else spread
+                gamma = optimal_margins(stat)
+                metrics.update(
+                    margins=gamma, margin_min=float(gamma.min()), margin_max=float(gamma.max())
+                )
             write_json(study / loss / f"seed{seed}" / "metrics.json", metrics)
     return study
 
@@ -200,10 +207,18 @@ def write_loss_bench(folder: str | Path, *, rng: int | np.random.Generator = 0) 
     return path
 
 
+PROBE_LOSSES = ("ce", "mr2", "mr2-centred", "mr2-separation", "mr2-shuffled", "mr2-e12")
+
+
 def write_all(results: str | Path, *, rng: int = 0) -> Path:
-    """Write every input the figures read under ``results`` (sims/, runs/synthetic/, bench/)."""
+    """Write every input the figures read under ``results`` (sims/, runs/synthetic/, a probe study
+    runs/fmnist-probe/, bench/)."""
     results = Path(results)
     write_runs(results / "runs" / "synthetic", rng=rng)
+    effects = {"ce": 0.0, "mr2": 0.004, "mr2-centred": 0.002, "mr2-separation": 0.01,
+               "mr2-shuffled": -0.004, "mr2-e12": 0.005}  # fmt: skip
+    write_runs(results / "runs" / "fmnist-probe", losses=PROBE_LOSSES, seeds=tuple(range(6)), rng=rng + 1,
+               effects=effects, seed_sd=0.01)  # fmt: skip
     write_sims(results / "sims", rng=rng)
     write_loss_bench(results / "bench", rng=rng)
     return results

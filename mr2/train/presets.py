@@ -58,6 +58,11 @@ ALL_LOSSES = LOSSES
 # LDAM as its authors run it: cosine head (NormedLinear, class weights at norm 1), logits scaled by
 # s = 30; on balanced data all margins = 0.5
 LDAM_COSINE = {"head": "cosine", "loss.s": 30.0}
+# scikit-learn digits (8x8) with a tiny CNN: seconds on a CPU, for tests and fallbacks
+DIGITS = TrainConfig(
+    dataset="digits", model="small-cnn", width=8, hidden=32, epochs=8, batch_size=64, lr=0.05,
+    weight_decay=5e-4, val_fraction=0.1, split_seed=0,
+)  # fmt: skip
 # The verification protocol's base: the small CNN on 20k Fashion-MNIST images (stratified), 30 epochs,
 # a 2-epoch linear warm-up for every method (the LDAM authors warm up; CE is no worse with it),
 # crop and flip, deterministic kernels.
@@ -103,10 +108,7 @@ PRESETS: dict[str, Preset] = {
         Preset(
             name="digits-smoke",
             description="scikit-learn digits (8x8), a tiny CNN, seconds on a CPU: tests and a fallback",
-            config=TrainConfig(
-                dataset="digits", model="small-cnn", width=8, hidden=32, epochs=8, batch_size=64,
-                lr=0.05, weight_decay=5e-4, val_fraction=0.1, split_seed=0,
-            ),
+            config=DIGITS,
             losses=("ce", "mr2"),
             seeds=(0, 1),
         ),
@@ -208,6 +210,27 @@ PRESETS: dict[str, Preset] = {
             ),
             losses=tuple(PROBE_METHODS),
             seeds=tuple(range(24)),
+            per_loss=PROBE_METHODS,
+        ),
+        Preset(
+            name="digits-pretrain",
+            description="digits-smoke's CNN on the first half of digits' training split, weights saved",
+            config=dataclasses.replace(DIGITS, train_subset="first-half", save_model=True),
+            losses=("ce",),
+            seeds=(0,),
+        ),
+        Preset(
+            name="digits-probe",
+            description=(
+                "fmnist-probe in seconds: linear probes of every statistic on the frozen digits-pretrain "
+                "backbone (second half of digits' training split); for tests and quick figures"
+            ),
+            config=dataclasses.replace(
+                DIGITS, train_subset="second-half", freeze_backbone=True, epochs=10,
+                init_checkpoint="@digits-pretrain/ce/seed0",
+            ),
+            losses=tuple(PROBE_METHODS),
+            seeds=(0, 1, 2, 3),
             per_loss=PROBE_METHODS,
         ),
         Preset(
