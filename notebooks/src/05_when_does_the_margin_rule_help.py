@@ -1,0 +1,224 @@
+# %% [markdown]
+# # When does the margin rule help?
+#
+# MR²'s rule $\gamma_k \propto a_k^{1/3}$ comes from one term of a bound, minimised under one budget,
+# on one statistic. Each of these choices can be questioned, and each changes what the rule says:
+#
+# 1. **The dropped empirical term.** The allocation minimises only the bound's complexity term. The
+#    empirical ramp loss it leaves out grows with every margin, and fastest for the classes whose
+#    examples sit near the boundary. What happens when it is kept?
+# 2. **The budget fixes the exponent.** A fixed *sum* of margins gives the exponent $1/3$; a fixed
+#    *product* gives $1/2$; protecting the worst class gives $(a_k/n_k)^{1/2}$.
+# 3. **Centring.** With a bias in the head the bound holds for features shifted by any constant, and
+#    the best constant is the centroid of the class means: the bound supports
+#    $\|\mu_k - \bar\mu\|^2 + s_k^2$, not $a_k = \|\mu_k\|^2 + s_k^2$.
+# 4. **A regime where the theory's assumptions hold**: linear probes on frozen features, where the
+#    feature map really is fixed, each statistic against CE with many paired seeds.
+#
+# Every number below is computed by `theory` (the derivation is `mr2 derive`, steps 8 to 12) or read
+# from training runs (`mr2.train`, `mr2.report`).
+
+# %% tags=["parameters"]
+# Parameters: MR2_NB_QUICK=1 (set by the tests) makes every run small.
+import os
+
+QUICK = os.environ.get("MR2_NB_QUICK", "0") == "1"
+from pathlib import Path
+
+N_GRID = 9 if QUICK else 25  # separations of the two Gaussian classes in part 1
+PROBE_STUDY = None  # a finished probe study to read, e.g. "runs/fmnist-probe"; None: the plan below
+RUNS = Path("results/notebook_runs")  # where new runs go
+PROBE_PLAN = "quick" if QUICK else "full"  # quick: digits (seconds); full: Fashion-MNIST, 24 seeds
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from paper_figs import style
+
+style.set_theme()
+# %matplotlib inline
+
+# %% [markdown]
+# ## 1. Keeping the empirical ramp risk
+#
+# Take two Gaussian classes on a line, class 0 at $+\mu$ with spread $\sigma_0 = 1$ and class 1 at
+# $-\mu$ with $\sigma_1 = 2$, and a fixed head that puts the boundary at 0. A class-$k$ example's
+# margin is then Gaussian, and its expected ramp risk has a closed form
+# (`theory.gaussian_ramp_risk`). `theory.tradeoff_margins` minimises
+# *ramp risk + complexity term* over the margins, with no budget: the ramp risk fixes the scale.
+#
+# The complexity-only rule gives the wider class the larger margin, always, by
+# $(a_1/a_0)^{1/3}$. With the ramp risk kept the answer depends on how far apart the classes are.
+
+# %%
+from theory import optimal_margins, tradeoff_margins, two_gaussians
+
+rows = []
+for mean in np.geomspace(0.3, 6.0, N_GRID):
+    problem = two_gaussians(mean, [1.0, 2.0], n=1e6)
+    res = tradeoff_margins(**problem)
+    rule = optimal_margins(problem["spread"])
+    rows.append(
+        {
+            "mean": mean,
+            "tradeoff ratio": res.margins[1] / res.margins[0],
+            "a^(1/3) ratio": rule[1] / rule[0],
+            "vacuous": res.vacuous,
+        }
+    )
+part1 = pd.DataFrame(rows)
+fig, ax = plt.subplots(figsize=style.figsize("single"), layout="constrained")
+ax.plot(part1["mean"], part1["tradeoff ratio"], "o-", label="ramp risk kept")
+ax.plot(part1["mean"], part1["a^(1/3) ratio"], "k--", label=r"complexity only, $a^{1/3}$")
+ax.axhline(1.0, color="0.6", lw=0.8)
+ax.set(xscale="log", xlabel=r"half-distance of the class means $\mu$ ($\sigma_0 = 1$, $\sigma_1 = 2$)",
+       ylabel=r"$\gamma_1 / \gamma_0$ (wide / narrow class)")
+ax.legend();
+part1.round(3)
+
+# %% [markdown]
+# Read the plot from left to right. When the classes overlap, the wide class is given an even larger
+# margin than $a^{1/3}$ says. When they are well separated, the optimum turns over and the *narrow*
+# class gets the larger margin: for small margins the optimum follows $(a_k / f_k(0))^{1/3}$, where
+# $f_k(0)$ is the density of class $k$'s margin at the boundary, and a wide class puts *more* of its
+# mass near the boundary only when its mean is close to it (step 8 of `mr2 derive` has the algebra).
+# So "more spread needs more margin" is the complexity term's answer, not the bound's.
+
+# %% [markdown]
+# ## 2. The budget fixes the exponent
+#
+# The same per-class term $a_k/\gamma_k^2$, three ways to spend the margins:
+#
+# | budget or criterion | rule | exponent of $a_k$ |
+# |---|---|---|
+# | fixed sum (MR²) | `optimal_margins(a)` | $1/3$ |
+# | fixed product (geometric mean) | `optimal_margins(a, budget="geometric")` | $1/2$ |
+# | the worst class's term (minimax) | `minimax_margins(a, n)` | $1/2$, on $a_k/n_k$ |
+# | the average of per-class bounds | `per_class_margins(a, n)` | $1/4$, on $a_k/n_k$ (LDAM's $n^{-1/4}$ at equal $a$) |
+
+# %%
+from theory import minimax_margins, per_class_margins
+
+spread = np.array([1.0, 2.0, 4.0, 8.0, 16.0])
+counts = np.full(5, 100.0)
+rules = pd.DataFrame(
+    {
+        "a_k": spread,
+        "sum budget (1/3)": optimal_margins(spread),
+        "geometric budget (1/2)": optimal_margins(spread, budget="geometric"),
+        "minimax (1/2)": minimax_margins(spread, counts),
+        "average of per-class bounds (1/4)": per_class_margins(spread, counts),
+    }
+)
+slopes = {c: np.polyfit(np.log(spread), np.log(rules[c]), 1)[0] for c in rules.columns[1:]}
+print({c: round(s, 4) for c, s in slopes.items()})
+rules.round(3)
+
+# %% [markdown]
+# The exponents are read off log-log slopes of the numeric rules; each rule is derived in SymPy and
+# checked against SciPy's constrained optimiser in `tests/theory`. Which exponent is "right" is not a
+# question the bound answers: it depends on what the margins are budgeted against.
+
+# %% [markdown]
+# ## 3. Centring: the statistic the bound supports with a bias
+#
+# $Wh + b = W(h - c) + (b + Wc)$ for any constant $c$, so the bound holds on shifted features with
+# $a_k(c) = \|\mu_k - c\|^2 + s_k^2$, and $\sum_k \pi_k a_k(c)$ is smallest at the centroid $\bar\mu$.
+# $a_k$ itself is a second moment about the origin: move every feature by the same vector and the
+# margins change, although the classification problem has not.
+
+# %%
+from theory import centred_spread
+
+rng = np.random.default_rng(0)
+means = rng.normal(size=(4, 3))
+within = np.array([1.0, 1.0, 2.0, 4.0])  # s_k^2
+for shift in (0.0, 5.0):
+    mu = means + shift
+    raw = (mu**2).sum(1) + within
+    print(f"shift {shift}: margins from a_k       ", np.round(optimal_margins(raw), 3))
+    print(f"shift {shift}: margins from centred a_k", np.round(optimal_margins(centred_spread(mu, within)), 3))
+
+# %% [markdown]
+# The centred statistic gives the same margins whatever the shift; $a_k$ flattens towards uniform
+# margins as the features move away from the origin. On a trained network (figure 7 of `mr2 figures`)
+# the class means dominate $a_k$, which is why the paper's statistic can rank the classes backwards.
+
+# %% [markdown]
+# ## 4. Linear probes: the theory's own regime
+#
+# The bound assumes a fixed feature map. A linear probe on a frozen backbone is exactly that: one
+# backbone pretrained with CE on half of the training split, then only the head trained on the other
+# half, with CE and with MR²'s logit margins built on each statistic. `mr2-shuffled` is a placebo (the
+# statistic permuted across classes). With many paired seeds the comparison with CE has power.
+
+# %%
+from paper_figs.plans import choose_probe_plan
+
+if PROBE_STUDY is None:
+    plan = choose_probe_plan(PROBE_PLAN)
+    print("same as: mr2", " ".join(plan.argv(RUNS)))
+    PROBE_STUDY = plan.run(RUNS, progress=False)
+PROBE_STUDY = Path(PROBE_STUDY)
+print("probe study:", PROBE_STUDY)
+
+# %%
+from mr2 import report
+
+runs = report.load_study(PROBE_STUDY)
+table = report.summary(runs, selection=["accuracy"])
+worst = table[table["metric"] == "worst_class_accuracy"]
+worst[["loss", "n_paired", "point", "diff", "diff_ci_low", "diff_ci_high", "p_holm", "mde", "verdict"]].round(4)
+
+# %%
+from paper_figs.fig8_probe_effects import manipulation_check
+
+check = manipulation_check(runs)
+check.round(3)
+
+# %% [markdown]
+# `manipulation_check` asks whether the rule did what it promised: Spearman's $\rho$ between the
+# margins a run ends with and the class errors of the CE probe on the same seed. A statistic that
+# points at the hard classes has $\rho > 0$; the placebo should not. A margin rule can only help the
+# worst class if it gives that class the larger margin, and only show it if the seeds have the power
+# (the `mde` column: the smallest effect these seeds detect with 80% power).
+
+# %% [markdown]
+# ## Exercises
+#
+# 1. **Where does the turn-over happen?** In part 1, find the half-distance $\mu$ at which
+#    $\gamma_1/\gamma_0$ crosses 1, for $\sigma_1 = 2$ and for $\sigma_1 = 4$. Relate it to
+#    $d \log f_k(0) / d \log s_k = m_k^2/s_k^2 - 1$.
+# 2. **A budget of your own.** Show that any budget $\sum_k \gamma_k^q = K$ gives the exponent
+#    $q/(p+q)$ with the sum budget as $q = 1$ (use `optimal_margins` with $q = 1$ and the geometric
+#    budget as the limit $q \to 0$ to check two points).
+# 3. **Centring under imbalance.** With class priors $\pi_k$, the centroid is $\sum_k \pi_k \mu_k$.
+#    Pass `weights=` to `centred_spread` and find a case where the weighted and unweighted
+#    centroids rank the classes differently.
+# 4. **Power.** With the probe study's paired SD of the worst-class difference, how many seeds would
+#    detect a 0.5-point effect? (`common.stats.seeds_for_effect`.)
+
+# %%
+# Solution to exercise 1: the crossing, by bisection on the separation
+from scipy.optimize import brentq
+
+
+def ratio_minus_one(mean, wide):
+    res = tradeoff_margins(**two_gaussians(mean, [1.0, wide], n=1e6))
+    return res.margins[1] / res.margins[0] - 1.0
+
+
+for wide in (2.0, 4.0):
+    cross = brentq(ratio_minus_one, 0.5, 8.0, args=(wide,), xtol=1e-3)
+    print(f"sigma_1 = {wide}: the wide class stops getting the larger margin at mean = {cross:.2f}")
+
+# %%
+# Solution to exercise 4
+from common.stats import seeds_for_effect
+
+diffs = worst[worst["loss"] != "ce"]
+sd = float(diffs["diff_sd"].median())
+print(f"median paired SD of the worst-class difference: {100 * sd:.2f} points")
+print("seeds for a 0.5-point effect at 80% power:", seeds_for_effect(sd, 0.005))
