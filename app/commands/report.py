@@ -49,8 +49,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from common.io import check_writable_dir
     from mr2.report import write_report
 
+    check_writable_dir(args.out or Path(args.study_dir) / "report", "--out")
     figures = None
     if not args.no_plots:
         from paper_figs.study_plots import draw_report_figures
