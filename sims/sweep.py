@@ -142,15 +142,17 @@ def run_sweep(
     held: dict[str, FileLock] = {}
     bar = tqdm(total=len(unique), initial=len(done), desc="sims sweep", unit="setting", disable=not progress)
 
-    def claim(candidates: Iterable[Setting], busy: list[Setting]) -> Iterator[Setting]:
+    def claim(candidates: Iterable[Setting], busy: dict[str, Setting]) -> Iterator[Setting]:
         """The candidates this process locks, lazily (just before each is computed); those another
-        process holds go to ``busy``, those it has finished meanwhile are read back."""
+        process holds go to ``busy`` (key -> setting, with their owner), those it has finished
+        meanwhile are read back."""
         for s in candidates:
             lock = try_lock(lock_path(cache, s))
             if lock is None:
-                busy.append(s)
+                busy[s.key] = s
+                owners.setdefault(s.key, lock_owner(lock_path(cache, s)))
                 continue
-            res = _load(cache_path(cache, s), s, say)
+            res = _load(cache_path(cache, s), s, lambda message: None)  # a corrupt file was reported
             if res is not None:  # another process finished it since we looked
                 lock.release()
                 done[s.key] = res
@@ -168,23 +170,21 @@ def run_sweep(
             lock.release()
 
     threads = 1 if n_jobs > 1 else max(1, os.cpu_count() or 1)
+    owners: dict[str, str] = {}  # setting key -> who held its lock when this process found it busy
     try:
         pending = todo
         while pending:
-            busy: list[Setting] = []
+            busy: dict[str, Setting] = {}
             if pending is todo:
                 _compute(claim(pending, busy), backend, n_jobs, threads, store)
             elif ready := list(claim(pending, busy)):  # released by a process that did not finish them
                 _compute(iter(ready), backend, n_jobs, threads, store)
+            if busy and pending is todo:
+                who = "; ".join(sorted({owners[k] for k in busy}))
+                say(f"{len(busy)} setting(s) are being computed by {who}; waiting for their results")
             if busy:
-                if pending is todo:
-                    owner = lock_owner(lock_path(cache, busy[0]))
-                    say(
-                        f"{len(busy)} setting(s) are being computed by {owner} (or another process); "
-                        "waiting for their results"
-                    )
                 time.sleep(POLL_S)
-            pending = busy
+            pending = list(busy.values())
     finally:
         for lock in held.values():
             lock.release()

@@ -29,13 +29,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from common.io import check_writable_dir
+
+    check_writable_dir(args.out, "--out")  # before the heavy imports
+    check_writable_dir(args.results, "--results")  # missing results are made there
     from paper_figs.build import build_figures, write_index
     from paper_figs.common import context_from_args
     from paper_figs.registry import parse_only
 
     numbers = parse_only(args.only)
-    check_writable_dir(args.out, "--out")
-    check_writable_dir(args.results, "--results")  # missing results are made there
     ctx = context_from_args(args)
     records = build_figures(ctx, numbers)
     index = write_index(records, ctx, command=_command(args, numbers))

@@ -52,9 +52,10 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from common.io import check_writable_dir
+
+    check_writable_dir(args.out or Path(args.study_dir) / "report", "--out")  # before the heavy imports
     from mr2.report import write_report
 
-    check_writable_dir(args.out or Path(args.study_dir) / "report", "--out")
     figures = None
     if not args.no_plots:
         from paper_figs.study_plots import draw_report_figures
