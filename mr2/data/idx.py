@@ -46,7 +46,8 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     try:
         raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     except (OSError, EOFError, zlib.error) as exc:  # missing, truncated, damaged deflate data
-        raise ValueError(f"{path}: unreadable IDX file ({type(exc).__name__}: {exc}); {fix}") from None
+        kind = "damaged compressed data" if isinstance(exc, zlib.error) else type(exc).__name__
+        raise ValueError(f"{path}: unreadable IDX file ({kind}: {exc}); {fix}") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
         raise ValueError(f"{path}: not an IDX file (bad magic number {raw[:4].hex()}); {fix}")
     ndim = raw[3]
