@@ -25,6 +25,7 @@ __all__ = [
     "LOG_FILE",
     "CHECKPOINT_FILE",
     "METRICS_FILE",
+    "LOCK_FILE",
     "METRICS_KEYS",
     "METRICS_OPTIONAL_KEYS",
     "SELECTION_RULES",
@@ -81,6 +82,7 @@ CONFIG_FILE = "config.json"  # the config, the code version (git hash) and the e
 LOG_FILE = "log.csv"  # one row per epoch
 CHECKPOINT_FILE = "checkpoint.pt"  # written atomically after every epoch
 METRICS_FILE = "metrics.json"  # test numbers of the selected model
+LOCK_FILE = ".lock"  # held while a process trains the run (common.locks); removed when it is done
 RUN_FILES: tuple[str, ...] = (CONFIG_FILE, LOG_FILE, CHECKPOINT_FILE, METRICS_FILE)
 
 # Keys every metrics.json holds (it may hold more).

@@ -3,7 +3,13 @@
 Each setting's :class:`sims.search.SettingResult` is written to ``CACHE/<key>-v<N>.npz`` by the
 parent process, atomically (``common.io.atomic_open``), as soon as it arrives. A rerun loads the
 settings whose file exists and computes only the others, so an interrupted sweep loses at most the
-settings in flight. The key is a hash of the whole setting, so a changed setting is recomputed.
+settings in flight. The key is a hash of the whole setting, so a changed setting is recomputed, and
+so is a corrupt or truncated file (with a notice).
+
+Two sweeps on the same cache share the work: a process locks each setting (``CACHE/<key>.lock``,
+``common.locks``) just before it computes it, skips the settings another live process holds, and at
+the end waits for those and reads their results (computing them itself when that process died).
+An interrupted sweep (Ctrl-C, SIGTERM through ``mr2``) stops its worker processes.
 
 Backends (joblib): ``loky`` (local processes, the default), ``sequential`` (in process), or ``dask``
 (joblib's dask backend on the ``distributed.Client`` the caller has opened, e.g. on a cluster;
@@ -13,16 +19,20 @@ results still come back to this process, which writes the cache, so workers need
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+import sys
+import time
+import zipfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.checks import bad
-from common.io import atomic_open
+from common.io import atomic_open, clean_tmp
+from common.locks import FileLock, lock_owner, try_lock
 from sims.config import Setting
 from sims.search import SettingResult, run_setting
 
-__all__ = ["SweepResult", "run_sweep", "BACKENDS", "cache_path"]
+__all__ = ["SweepResult", "run_sweep", "BACKENDS", "cache_path", "lock_path"]
 
 BACKENDS = ("loky", "sequential", "dask")
 
@@ -45,13 +55,32 @@ def cache_path(cache_dir: str | os.PathLike, setting: Setting) -> Path:
     return Path(cache_dir) / f"{setting.key}-v{CACHE_VERSION}.npz"
 
 
-def _load(path: Path, setting: Setting) -> SettingResult | None:
+def lock_path(cache_dir: str | os.PathLike, setting: Setting) -> Path:
+    """The lock file of a setting, held by the process computing it."""
+    return Path(cache_dir) / f"{setting.key}-v{CACHE_VERSION}.lock"
+
+
+POLL_S = 1.0  # how often a sweep looks whether another process has finished a setting it waits for
+
+
+def _notice(message: str) -> None:
+    print(f"[sims] {message}", file=sys.stderr, flush=True)
+
+
+def _load(path: Path, setting: Setting, notice: Callable[[str], None]) -> SettingResult | None:
     """The cached result, or None when missing or unreadable (a corrupt file is recomputed)."""
+    if not path.exists():
+        return None
     try:
         res = SettingResult.from_bytes(path.read_bytes())
-    except (OSError, ValueError, KeyError):
+    except (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:
+        # truncated zip, bytes that are not a .npz, an array missing: any of them means "recompute"
+        notice(f"{path}: corrupt cache file ({type(exc).__name__}: {exc}); recomputing this setting")
         return None
-    return res if res.setting.key == setting.key else None
+    if res.setting.key != setting.key:
+        notice(f"{path}: holds another setting ({res.setting.key}); recomputing this setting")
+        return None
+    return res
 
 
 def _task(setting: Setting, threads: int) -> SettingResult:
@@ -69,6 +98,7 @@ def run_sweep(
     backend: str = "loky",
     progress: bool = True,
     on_result: Callable[[SettingResult], None] | None = None,
+    notice: Callable[[str], None] | None = None,
 ) -> SweepResult:
     """Run (or resume) a sweep.
 
@@ -80,6 +110,8 @@ def run_sweep(
         progress: show a tqdm bar over settings.
         on_result: called in this process after each new result is cached (used by tests to
             interrupt a sweep half-way).
+        notice: receives one-line notices (a corrupt cache file recomputed, settings another process
+            is computing); default: printed to stderr.
 
     Returns:
         :class:`SweepResult`.
@@ -88,9 +120,9 @@ def run_sweep(
         raise bad("backend", backend, f"one of {BACKENDS}")
     if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs < 1:
         raise bad("n_jobs", n_jobs, "an integer >= 1")
-    from joblib import Parallel, delayed, parallel_config
     from tqdm.auto import tqdm
 
+    say = notice or _notice
     cache = Path(cache_dir)
     cache.mkdir(parents=True, exist_ok=True)
     unique: dict[str, Setting] = {}
@@ -99,28 +131,89 @@ def run_sweep(
     done: dict[str, SettingResult] = {}
     reused = []
     for key, s in unique.items():
-        res = _load(cache_path(cache, s), s)
+        res = _load(cache_path(cache, s), s, say)
         if res is not None:
             done[key] = res
             reused.append(key)
     todo = [s for k, s in unique.items() if k not in done]
     # the costliest settings first, so that the last worker is not left alone with a big one
     todo.sort(key=lambda s: -_cost(s))
-    computed = []
+    computed: list[str] = []
+    held: dict[str, FileLock] = {}
     bar = tqdm(total=len(unique), initial=len(done), desc="sims sweep", unit="setting", disable=not progress)
-    if todo:
-        threads = 1 if n_jobs > 1 else max(1, os.cpu_count() or 1)
-        if backend == "sequential" or (backend == "loky" and n_jobs == 1):
-            stream = (_task(s, threads) for s in todo)
-            for res in stream:
-                _store(cache, res, done, computed, bar, on_result)
-        else:
-            with parallel_config(backend=backend, n_jobs=n_jobs):
-                stream = Parallel(return_as="generator_unordered")(delayed(_task)(s, threads) for s in todo)
-                for res in stream:
-                    _store(cache, res, done, computed, bar, on_result)
-    bar.close()
+
+    def claim(candidates: Iterable[Setting], busy: dict[str, Setting]) -> Iterator[Setting]:
+        """The candidates this process locks, lazily (just before each is computed); those another
+        process holds go to ``busy`` (key -> setting, with their owner), those it has finished
+        meanwhile are read back."""
+        for s in candidates:
+            lock = try_lock(lock_path(cache, s))
+            if lock is None:
+                busy[s.key] = s
+                owners.setdefault(s.key, lock_owner(lock_path(cache, s)))
+                continue
+            res = _load(cache_path(cache, s), s, lambda message: None)  # a corrupt file was reported
+            if res is not None:  # another process finished it since we looked
+                lock.release()
+                done[s.key] = res
+                reused.append(s.key)
+                bar.update(1)
+                continue
+            clean_tmp(cache_path(cache, s), older_than_s=0)  # leftovers of a killed writer
+            held[s.key] = lock
+            yield s
+
+    def store(res: SettingResult) -> None:
+        _store(cache, res, done, computed, bar, on_result)
+        lock = held.pop(res.setting.key, None)
+        if lock is not None:
+            lock.release()
+
+    threads = 1 if n_jobs > 1 else max(1, os.cpu_count() or 1)
+    owners: dict[str, str] = {}  # setting key -> who held its lock when this process found it busy
+    try:
+        pending = todo
+        while pending:
+            busy: dict[str, Setting] = {}
+            if pending is todo:
+                _compute(claim(pending, busy), backend, n_jobs, threads, store)
+            elif ready := list(claim(pending, busy)):  # released by a process that did not finish them
+                _compute(iter(ready), backend, n_jobs, threads, store)
+            if busy and pending is todo:
+                who = "; ".join(sorted({owners[k] for k in busy}))
+                say(f"{len(busy)} setting(s) are being computed by {who}; waiting for their results")
+            if busy:
+                time.sleep(POLL_S)
+            pending = list(busy.values())
+    finally:
+        for lock in held.values():
+            lock.release()
+        bar.close()
     return SweepResult(results=[done[s.key] for s in settings], computed=computed, reused=reused)
+
+
+def _compute(
+    settings: Iterator[Setting],
+    backend: str,
+    n_jobs: int,
+    threads: int,
+    store: Callable[[SettingResult], None],
+) -> None:
+    """Run ``_task`` on each setting (consumed lazily) and ``store`` each result as it arrives."""
+    from joblib import Parallel, delayed, parallel_config
+
+    if backend == "sequential" or (backend == "loky" and n_jobs == 1):
+        for s in settings:
+            store(_task(s, threads))
+        return
+    with parallel_config(backend=backend, n_jobs=n_jobs):
+        stream = Parallel(return_as="generator_unordered")(delayed(_task)(s, threads) for s in settings)
+        try:
+            for res in stream:
+                store(res)
+        finally:
+            # on Ctrl-C or SIGTERM, closing the generator makes joblib abort: it kills its workers
+            stream.close()
 
 
 def _store(cache: Path, res: SettingResult, done: dict, computed: list, bar, on_result) -> None:

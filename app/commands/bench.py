@@ -21,4 +21,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from common.io import check_writable_dir
+
+    # each benchmark parses its own options; its --out is checked here, before minutes of timing
+    peek = argparse.ArgumentParser(add_help=False)
+    peek.add_argument("--out")
+    out = peek.parse_known_args(args.rest)[0].out
+    if out is not None:
+        check_writable_dir(out, "--out")
     return int(importlib.import_module(TARGETS[args.target]).main(args.rest) or 0)

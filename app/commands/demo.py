@@ -31,5 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from app.demo import run_demo
+    from common.io import check_writable_dir
 
+    check_writable_dir(args.out, "--out")
     return run_demo(args.out, tiny=args.tiny)

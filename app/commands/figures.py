@@ -28,6 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from common.io import check_writable_dir
+
+    check_writable_dir(args.out, "--out")  # before the heavy imports
+    check_writable_dir(args.results, "--results")  # missing results are made there
     from paper_figs.build import build_figures, write_index
     from paper_figs.common import context_from_args
     from paper_figs.registry import parse_only

@@ -49,6 +49,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from common.io import check_writable_dir
+
+    check_writable_dir(args.out or Path(args.study_dir) / "report", "--out")  # before the heavy imports
     from mr2.report import write_report
 
     figures = None

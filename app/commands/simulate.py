@@ -7,6 +7,10 @@ import argparse
 from common.contracts import SIMS_PRESETS
 
 HELP = "Gaussian-mixture simulations: does the optimal margin grow with each class's variance?"
+INTERRUPTED = (
+    "interrupted; finished settings are cached in OUT/cache: run the same command again to compute "
+    "only the others."
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,10 +29,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from common.checks import check_int
+    from common.io import check_writable_dir
+
+    check_int("--jobs", args.jobs, 1)
+    check_writable_dir(args.out, "--out")  # before the sweep, and before its imports
     from sims.simulate import run_preset
 
-    if args.jobs < 1:
-        raise ValueError(f"--jobs={args.jobs}: expected an integer >= 1")
     if args.backend == "dask":
         from distributed import Client, LocalCluster
 

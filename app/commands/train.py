@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 
 HELP = "train a preset's studies (mr2 train --list) over methods and seeds; finished runs are skipped"
+INTERRUPTED = (
+    "interrupted; every finished epoch is checkpointed: run the same command with --resume to continue "
+    "(finished runs are skipped)."
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,7 +42,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import time
 
-    from common.checks import bad
+    from common.checks import bad, check_int
+    from common.io import check_writable_dir
+
+    if args.preset and not args.list:  # cheap checks first: before torch is imported and data loaded
+        check_int("--jobs", args.jobs, 1)
+        if args.threads is not None:
+            check_int("--threads", args.threads, 1)
+        check_writable_dir(args.out, "--out")
     from mr2.train import PRESETS, get_preset, run_study
 
     if args.list or not args.preset:
@@ -78,4 +89,7 @@ def run(args: argparse.Namespace) -> int:
     failed = [r for r in records if r["status"] == "diverged"]
     for r in failed:
         print(f"diverged: {r['run_dir']}: {r['error']}")
-    return 1 if failed else 0
+    busy = [r for r in records if r["status"] == "busy"]
+    for r in busy:
+        print(f"skipped, busy: {r['error']}; run again once it has finished to read its result")
+    return 1 if failed or busy else 0

@@ -4,6 +4,11 @@
 selection never looks at the test split) and computes the per-channel normalisation from the
 remaining training images only. The sets are small (at most 60,000 images), so they stay in memory as
 tensors.
+
+Whatever the source, the arrays are checked before any training (``_check_arrays``,
+``_check_classes``): uint8 images of one shape in every split, integer labels in [0, K), at least one
+training image, and every class present in the training, validation and test splits. A bad dataset is
+a ValueError naming the source and what to change, at load time, not a tensor error an epoch later.
 """
 
 from __future__ import annotations
@@ -96,6 +101,7 @@ def load_dataset(
         )
     key_dir = None if data_dir is None else str(data_dir)
     x_tr, y_tr, x_te, y_te, names, source = load_arrays(name, key_dir, channels, image_size)
+    _check_arrays(source, x_tr, y_tr, x_te, y_te, names)
     rng = np.random.default_rng(split_seed)
     keep, held = stratified_split(y_tr, val_fraction, rng)
     # the optional steps draw from streams of their own: a run without them splits as before
@@ -111,6 +117,9 @@ def load_dataset(
         if max_train_samples < len(keep):
             sub, _ = stratified_split(y_tr[keep], 1.0 - max_train_samples / len(keep), rng)
             keep = keep[sub]
+    _check_classes(
+        source, names, {"training": y_tr[keep], "validation": y_tr[held], "test": y_te}, val_fraction
+    )
     x_train = torch.from_numpy(np.ascontiguousarray(x_tr[keep]))
     # per-channel statistics of the training split only (the validation and test images stay unseen)
     pix = x_train.double().div_(255.0).transpose(0, 1).reshape(x_train.shape[1], -1)
@@ -127,3 +136,52 @@ def load_dataset(
         x_test=t(x_te), y_test=t(np.asarray(y_te, dtype=np.int64)),
         mean=mean, std=std, source=source,
     )  # fmt: skip
+
+
+def _check_arrays(source: str, x_tr, y_tr, x_te, y_te, names) -> None:
+    """Refuse arrays that would fail later, or train silently on nonsense (see the module docstring)."""
+    k = len(names)
+    for split, x, y in (("training", x_tr, y_tr), ("test", x_te, y_te)):
+        if x.ndim != 4 or y.ndim != 1 or len(x) != len(y):
+            raise ValueError(
+                f"{source}: {split} images of shape {x.shape} with labels of shape {y.shape}; expected "
+                "images (N, C, H, W) and N labels"
+            )
+        if x.dtype != np.uint8:  # other types have no agreed pixel scale: refuse rather than guess
+            raise ValueError(
+                f"{source}: {split} images of type {x.dtype}; expected uint8 pixels 0..255 (convert them, "
+                "e.g. np.round(x * 255).astype(np.uint8) for pixels in [0, 1])"
+            )
+        if not np.issubdtype(y.dtype, np.integer):
+            raise ValueError(f"{source}: {split} labels of type {y.dtype}; expected integer class indices")
+        if len(y) and (y.min() < 0 or y.max() >= k):
+            raise ValueError(
+                f"{source}: {split} labels in [{y.min()}, {y.max()}]; expected class indices 0..{k - 1} "
+                f"({k} classes)"
+            )
+    if len(x_tr) == 0:
+        raise ValueError(f"{source}: no training images; check the dataset files or --data-dir")
+    if len(x_te) == 0:
+        raise ValueError(f"{source}: no test images; check the dataset files or --data-dir")
+    if x_tr.shape[1:] != x_te.shape[1:]:
+        raise ValueError(
+            f"{source}: training images are {'x'.join(map(str, x_tr.shape[1:]))} (C x H x W) but test images "
+            f"are {'x'.join(map(str, x_te.shape[1:]))}; both splits need one image size (resize one of them)"
+        )
+
+
+def _check_classes(source: str, names, labels: dict[str, np.ndarray], val_fraction: float) -> None:
+    """Every class needs images in each split: its per-class accuracy is otherwise undefined (and model
+    selection or the final metrics fail after the whole training)."""
+    for split, y in labels.items():
+        counts = np.bincount(np.asarray(y, dtype=np.int64), minlength=len(names))
+        missing = [str(names[j]) for j in np.flatnonzero(counts == 0)]
+        if not missing:
+            continue
+        shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+        fix = (
+            f"raise val_fraction (now {val_fraction:g}) or add training images of those classes"
+            if split == "validation"
+            else "add images of those classes, or leave them out of the dataset"
+        )
+        raise ValueError(f"{source}: no {split} images of class(es) {shown}; {fix}")

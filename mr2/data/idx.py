@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -44,8 +45,9 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     fix = f"delete {path} and reinstall it ({FMNIST_INSTALL}) or download it again"
     try:
         raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise ValueError(f"{path}: unreadable IDX file ({exc}); {fix}") from None
+    except (OSError, EOFError, zlib.error) as exc:  # missing, truncated, damaged deflate data
+        kind = "damaged compressed data" if isinstance(exc, zlib.error) else type(exc).__name__
+        raise ValueError(f"{path}: unreadable IDX file ({kind}: {exc}); {fix}") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
         raise ValueError(f"{path}: not an IDX file (bad magic number {raw[:4].hex()}); {fix}")
     ndim = raw[3]

@@ -48,17 +48,30 @@ CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
-def _fmnist_files_in(folder: Path) -> dict[str, Path] | None:
-    """The four IDX files in ``folder`` (``.gz`` or not), or None when one is missing."""
+def _fmnist_found(folder: Path) -> dict[str, Path]:
+    """Those of the four IDX files that ``folder`` holds (``.gz`` or not)."""
     found = {}
     for key, stem in FMNIST_FILES.items():
         for cand in (folder / f"{stem}.gz", folder / stem):
             if cand.is_file():
                 found[key] = cand
                 break
-        else:
-            return None
     return found
+
+
+def _fmnist_files_in(folder: Path) -> dict[str, Path] | None:
+    """The four IDX files in ``folder`` (``.gz`` or not), or None when one is missing."""
+    found = _fmnist_found(folder)
+    return found if len(found) == len(FMNIST_FILES) else None
+
+
+def _refuse_incomplete(folder: Path, fix: str) -> None:
+    """A folder with some of the four files is a broken copy: refuse it rather than fall back silently
+    to another copy (the run would train on data the user did not point to)."""
+    found = _fmnist_found(folder)
+    if found and len(found) < len(FMNIST_FILES):
+        missing = [FMNIST_FILES[k] for k in FMNIST_FILES if k not in found]
+        raise ValueError(f"{folder}: incomplete Fashion-MNIST, {', '.join(missing)} (.gz) missing; {fix}")
 
 
 def _fmnist_candidates(root: Path) -> list[Path]:
@@ -70,12 +83,14 @@ def find_fashion_mnist(data_dir: str | os.PathLike | None = None) -> dict[str, P
     """Locate the four Fashion-MNIST IDX files, in the documented lookup order.
 
     Returns a mapping ``train_images, train_labels, test_images, test_labels -> Path``.
-    An explicit ``data_dir`` that lacks the files is an error (no silent fallback to other data).
+    An explicit ``data_dir`` that lacks the files is an error (no silent fallback to other data), and
+    so is a folder on the lookup path that holds only some of them (an incomplete ``$MR2_DATA``).
     """
     if data_dir is not None:
         for cand in _fmnist_candidates(Path(data_dir)):
             if files := _fmnist_files_in(cand):
                 return files
+            _refuse_incomplete(cand, "copy the missing files there, or pass another --data-dir")
         raise bad(
             "data_dir",
             str(data_dir),
@@ -83,15 +98,20 @@ def find_fashion_mnist(data_dir: str | os.PathLike | None = None) -> dict[str, P
             f"(Debian puts them in {DEBIAN_FMNIST_DIR}: {FMNIST_INSTALL})",
         )
     tried = []
-    roots = []
+    fixes = {}  # root -> how to mend an incomplete copy in it
     if env := os.environ.get("MR2_DATA"):
-        roots.append(Path(env))
-    roots.append(DEBIAN_FMNIST_DIR)
+        fixes[Path(env)] = (
+            "copy the missing files there, or set MR2_DATA to another folder (or unset it to use "
+            f"{DEBIAN_FMNIST_DIR})"
+        )
+    fixes.setdefault(DEBIAN_FMNIST_DIR, f"reinstall the system copy: {FMNIST_INSTALL}")
+    roots = list(fixes)
     for root in roots:
         for cand in _fmnist_candidates(root):
             tried.append(str(cand))
             if files := _fmnist_files_in(cand):
                 return files
+            _refuse_incomplete(cand, fixes[root])
     cache = Path(os.environ.get("MR2_DATA") or Path.home() / ".cache" / "mr2")
     try:
         _torchvision_download("FashionMNIST", cache)
@@ -121,10 +141,22 @@ def _load_fashion_mnist(data_dir: str | None) -> tuple:
     arrays = {k: read_idx(p) for k, p in files.items()}
     for split in ("train", "test"):
         x, y = arrays[f"{split}_images"], arrays[f"{split}_labels"]
-        if x.ndim != 3 or y.ndim != 1 or len(x) != len(y) or y.max(initial=0) >= 10:
+        if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
             raise ValueError(
                 f"{files[f'{split}_images']}: images {x.shape} / labels {y.shape} do not form Fashion-MNIST "
-                f"(expected (N, 28, 28) and (N,) with labels < 10); reinstall: {FMNIST_INSTALL}"
+                f"(expected (N, 28, 28) and (N,)); reinstall: {FMNIST_INSTALL}"
+            )
+        if x.dtype != np.uint8:
+            # the pixel scale of other types is a guess ([0, 1]? [0, 255]?): refuse rather than guess
+            raise ValueError(
+                f"{files[f'{split}_images']}: images of type {x.dtype}; expected uint8 pixels 0..255 (IDX "
+                "type 0x08, as in Fashion-MNIST). Convert them, e.g. mr2.data.write_idx(path, "
+                "np.round(x * 255).astype(np.uint8)) for pixels in [0, 1]"
+            )
+        if not np.issubdtype(y.dtype, np.integer) or y.min(initial=0) < 0 or y.max(initial=0) >= 10:
+            raise ValueError(
+                f"{files[f'{split}_labels']}: labels of type {y.dtype} in [{y.min(initial=0)}, "
+                f"{y.max(initial=0)}]; expected integers 0..9 (labels < 10); reinstall: {FMNIST_INSTALL}"
             )
     source = str(files["train_images"].parent)
     return (

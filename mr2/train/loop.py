@@ -8,13 +8,16 @@ A run directory ``RUNS/<study>/<loss>/seed<k>/`` holds (docs/CONTRACTS.md):
 * ``checkpoint.pt``: written atomically after every epoch (model, optimiser, loss statistics, RNG
   states, the best model so far), so an interrupted run resumes and ends with the same numbers;
 * ``metrics.json``: test numbers of the model selected on the validation split, per class, and the
-  bound's a_k = ||mu_k||² + s_k² from that model's training features.
+  bound's a_k = ||mu_k||² + s_k² from that model's training features;
+* ``.lock`` while a process trains it (``common.locks``): a second process gets ``Busy``, naming the
+  first; a lock left by a killed process is taken over.
 
-Rank 0 writes the files.
+Rank 0 writes the files (and holds the lock).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -26,8 +29,16 @@ from typing import Any
 import torch
 
 from common.checks import bad
-from common.contracts import CHECKPOINT_FILE, CONFIG_FILE, LOG_FILE, METRICS_FILE, SELECTION_RULES
-from common.io import code_version, read_json, torch_save, write_csv, write_json
+from common.contracts import (
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    LOCK_FILE,
+    LOG_FILE,
+    METRICS_FILE,
+    SELECTION_RULES,
+)
+from common.io import clean_tmp, code_version, read_json, torch_save, write_csv, write_json
+from common.locks import hold_lock
 from common.seeding import seed_everything
 from mr2 import data as mdata
 from mr2.metrics import class_feature_stats, confusion_matrix
@@ -82,6 +93,10 @@ class RunPaths:
     @property
     def model(self) -> Path:
         return self.root / MODEL_FILE
+
+    @property
+    def lock(self) -> Path:
+        return self.root / LOCK_FILE
 
 
 @dataclass
@@ -143,7 +158,7 @@ def _existing_result(cfg: TrainConfig, paths: RunPaths, resume: bool, overwrite:
             p.unlink(missing_ok=True)
     if not paths.config.exists():
         return None
-    saved = read_json(paths.config).get("config", {})
+    saved = _read_run_json(paths.config, "pass --overwrite to train this run again").get("config", {})
     diff = _incompatible(saved, cfg)
     if diff:
         shown = ", ".join(f"{k}: {saved.get(k)!r} -> {getattr(cfg, k, None)!r}" for k in diff[:6])
@@ -152,13 +167,25 @@ def _existing_result(cfg: TrainConfig, paths: RunPaths, resume: bool, overwrite:
             "or --study, or pass --overwrite to discard it"
         )
     if paths.metrics.exists():
-        return read_json(paths.metrics)
+        return _read_run_json(
+            paths.metrics, "delete it and run again with --resume: checkpoint.pt recomputes it"
+        )
     if paths.checkpoint.exists() and not resume:
         raise ValueError(
             f"run_dir={str(paths.root)!r} holds an unfinished run (checkpoint.pt); pass --resume to "
             "continue it or --overwrite to start again"
         )
     return None
+
+
+def _read_run_json(path: Path, fix: str) -> dict[str, Any]:
+    try:
+        obj = read_json(path)
+    except ValueError as exc:  # cut short by a crash or a full disk
+        raise ValueError(f"{str(exc).split('; ')[0]}; {fix}") from None
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path}: not a JSON object; {fix}")
+    return obj
 
 
 def _open(cfg: TrainConfig, paths: RunPaths, resume: bool, feature_cache: bool | None) -> Session:
@@ -257,7 +284,10 @@ def load_backbone(model: torch.nn.Module, path: str | os.PathLike) -> None:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear message
-        raise ValueError(f"init_checkpoint={str(path)!r}: not a readable torch file ({exc}); {fix}") from None
+        raise ValueError(
+            f"init_checkpoint={str(path)!r}: not a readable torch file, truncated or corrupt "
+            f"({_reason(exc)}); {fix}"
+        ) from None
     state = obj.get("model", obj) if isinstance(obj, dict) else None
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
         raise ValueError(f"init_checkpoint={str(path)!r}: holds no model weights; {fix}")
@@ -277,22 +307,37 @@ def load_backbone(model: torch.nn.Module, path: str | os.PathLike) -> None:
         )
 
 
+def _reason(exc: BaseException) -> str:
+    """An exception as one short line (its first sentence), e.g. for a file that torch cannot read."""
+    text = " ".join(str(exc).split()).split(". ")[0][:200]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def _load_checkpoint(s: Session) -> None:
-    ckpt = torch.load(s.paths.checkpoint, map_location=s.device, weights_only=False)
-    if ckpt.get("version") != CHECKPOINT_VERSION:
-        raise ValueError(f"{s.paths.checkpoint}: checkpoint format {ckpt.get('version')!r}; pass --overwrite")
-    s.model.load_state_dict(ckpt["model"])
-    s.init_state = ckpt.get("init_state", s.init_state)
-    s.optimizer.load_state_dict(ckpt["optimizer"])
-    s.loss_fn.load_state_dict(ckpt["loss"])
-    s.scaler.load_state_dict(ckpt["scaler"])
-    set_rng_state(ckpt["rng"], s.device)
-    s.start_epoch, s.log_rows, s.elapsed, s.best = (
-        ckpt["epoch"],
-        ckpt["log"],
-        ckpt["train_time_s"],
-        ckpt["best"],
-    )
+    path = s.paths.checkpoint
+    fix = "pass --overwrite to train this run again from the start (its saved epochs are lost)"
+    try:
+        ckpt = torch.load(path, map_location=s.device, weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - truncated zip, pickle garbage, a text file: all corrupt
+        raise ValueError(f"{path}: corrupt or truncated checkpoint ({_reason(exc)}); {fix}") from None
+    if not isinstance(ckpt, dict) or ckpt.get("version") != CHECKPOINT_VERSION:
+        found = ckpt.get("version") if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise ValueError(f"{path}: checkpoint format {found!r}, expected {CHECKPOINT_VERSION}; {fix}")
+    try:
+        s.model.load_state_dict(ckpt["model"])
+        s.init_state = ckpt.get("init_state", s.init_state)
+        s.optimizer.load_state_dict(ckpt["optimizer"])
+        s.loss_fn.load_state_dict(ckpt["loss"])
+        s.scaler.load_state_dict(ckpt["scaler"])
+        set_rng_state(ckpt["rng"], s.device)
+        s.start_epoch, s.log_rows, s.elapsed, s.best = (
+            ckpt["epoch"],
+            ckpt["log"],
+            ckpt["train_time_s"],
+            ckpt["best"],
+        )
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # a field missing or of another shape
+        raise ValueError(f"{path}: checkpoint does not fit this run ({_reason(exc)}); {fix}") from None
 
 
 def _build_feature_cache(s: Session) -> None:
@@ -575,11 +620,37 @@ def train_run(
         the same config is not retrained: its metrics are read back.
 
     Raises:
-        ValueError: bad config, or ``run_dir`` holds a run of another config.
+        ValueError: bad config, ``run_dir`` holds a run of another config, or a corrupt checkpoint.
         TrainingDiverged: the loss became NaN/inf; the last good checkpoint stays in ``run_dir``.
+        common.locks.Busy: another live process is training this run (the message names it).
     """
     validate_config(cfg)
     paths = RunPaths(Path(run_dir))
+    with _run_lock(paths):
+        return _train_locked(cfg, paths, resume, overwrite, progress, epoch_budget, feature_cache)
+
+
+@contextlib.contextmanager
+def _run_lock(paths: RunPaths):
+    """Hold ``RUN/.lock`` while training (``common.locks.Busy`` when another process holds it). Under
+    torchrun rank 0 holds it for every rank: the others would find it taken."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        yield
+        return
+    with hold_lock(paths.lock, f"run_dir={str(paths.root)!r}"):
+        clean_tmp(paths.root, older_than_s=0)  # under the lock no other writer is mid-write here
+        yield
+
+
+def _train_locked(
+    cfg: TrainConfig,
+    paths: RunPaths,
+    resume: bool,
+    overwrite: bool,
+    progress: bool,
+    epoch_budget: int | None,
+    feature_cache: bool | None,
+) -> dict[str, Any] | None:
     finished = _existing_result(cfg, paths, resume, overwrite)
     if finished is not None:
         return finished

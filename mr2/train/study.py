@@ -1,5 +1,5 @@
 """Studies: every (loss, seed) of a preset, in one process or a pool of processes; finished runs are
-read back, not retrained."""
+read back, not retrained, and a run that another process is training is skipped (its ``RUN/.lock``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from typing import Any
 
 import torch
 
-from common.checks import bad
+from common.checks import bad, check_int
+from common.io import check_writable_dir
+from common.locks import Busy
 from mr2.train.config import TrainConfig
 from mr2.train.loop import MODEL_FILE, TrainingDiverged, train_run
 from mr2.train.presets import Preset, get_preset
@@ -56,6 +58,8 @@ def _run_one(cfg: TrainConfig, run_dir: str, resume: bool, overwrite: bool, prog
         metrics = train_run(cfg, run_dir, resume=resume, overwrite=overwrite, progress=progress)
     except TrainingDiverged as exc:
         return {**head, "status": "diverged", "error": str(exc)}
+    except Busy as exc:  # another process trains it: leave it to that one and move on
+        return {**head, "status": "busy", "error": str(exc)}
     return {**head, "status": "skipped" if finished else "done", **(metrics or {})}
 
 
@@ -90,8 +94,9 @@ def run_study(
         threads: torch threads per run (default: torch's own in-process; cores // jobs in workers).
 
     Returns:
-        One record per run: ``loss, seed, run_dir, status`` (``done``, ``skipped`` or ``diverged``)
-        and the metrics (or ``error``). A diverged run does not stop the others.
+        One record per run: ``loss, seed, run_dir, status`` (``done``, ``skipped``, ``diverged``, or
+        ``busy``: another process holds the run's lock) and the metrics (or ``error``). A diverged or
+        busy run does not stop the others.
     """
     p = get_preset(preset) if isinstance(preset, str) else preset
     losses = tuple(losses or p.losses)
@@ -99,6 +104,9 @@ def run_study(
     seeds = tuple(p.seeds if seeds is None else seeds)
     if not isinstance(jobs, int) or jobs < 1:
         raise bad("jobs", jobs, "a positive integer")
+    if threads is not None:
+        check_int("threads", threads, 1)
+    check_writable_dir(runs, "runs")  # before any data is loaded
     configs = []
     # seeds of each method: the ones asked for, else the preset's (some methods may have more)
     per_method = {m: (seeds if explicit_seeds else p.method_seeds(m)) for m in losses}
@@ -123,13 +131,31 @@ def run_study(
     per_job = threads or max(1, (os.cpu_count() or 1) // jobs)
     ctx = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch thread pools
     with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init, initargs=(per_job,)) as pool:
-        futures = [pool.submit(_run_one, cfg, d, resume, overwrite, False) for cfg, d in configs]
-        records = []
-        for fut, (cfg, _) in zip(futures, configs, strict=True):
-            rec = fut.result()
-            if progress:
-                acc = rec.get("accuracy")
-                shown = f"accuracy {acc:.4f}" if acc is not None else rec.get("error", "")
-                print(f"[{cfg.study}] {cfg.run_name} seed {cfg.seed}: {rec['status']} {shown}", flush=True)
-            records.append(rec)
+        try:
+            futures = [pool.submit(_run_one, cfg, d, resume, overwrite, False) for cfg, d in configs]
+            records = []
+            for fut, (cfg, _) in zip(futures, configs, strict=True):
+                rec = fut.result()
+                if progress:
+                    acc = rec.get("accuracy")
+                    shown = f"accuracy {acc:.4f}" if acc is not None else rec.get("error", "")
+                    print(
+                        f"[{cfg.study}] {cfg.run_name} seed {cfg.seed}: {rec['status']} {shown}", flush=True
+                    )
+                records.append(rec)
+        except BaseException:  # Ctrl-C, SIGTERM, a failed run: stop the workers, do not wait for them
+            _stop_workers(pool)
+            raise
     return records
+
+
+def _stop_workers(pool: Any) -> None:
+    """Terminate the running runs and cancel the queued ones (a run's last checkpoint stays: it is
+    written atomically), so that no worker outlives an interrupted study."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())  # no public handle to them
+    for proc in procs:
+        if proc.is_alive():
+            proc.terminate()
+    for proc in procs:
+        proc.join(timeout=10)
+    pool.shutdown(wait=False, cancel_futures=True)
