@@ -96,7 +96,7 @@ part1.round(3)
 # | fixed sum (MR²) | `optimal_margins(a)` | $1/3$ |
 # | fixed product (geometric mean) | `optimal_margins(a, budget="geometric")` | $1/2$ |
 # | the worst class's term (minimax) | `minimax_margins(a, n)` | $1/2$, on $a_k/n_k$ |
-# | the average of per-class bounds | `per_class_margins(a, n)` | $1/4$, on $a_k/n_k$ (LDAM's $n^{-1/4}$ at equal $a$) |
+# | the average of per-class bounds | `per_class_margins(a, n)` | $1/4$, on $a_k/n_k$ (LDAM at equal $a$) |
 
 # %%
 from theory import minimax_margins, per_class_margins
@@ -139,7 +139,8 @@ for shift in (0.0, 5.0):
     mu = means + shift
     raw = (mu**2).sum(1) + within
     print(f"shift {shift}: margins from a_k       ", np.round(optimal_margins(raw), 3))
-    print(f"shift {shift}: margins from centred a_k", np.round(optimal_margins(centred_spread(mu, within)), 3))
+    centred = centred_spread(mu, within)
+    print(f"shift {shift}: margins from centred a_k", np.round(optimal_margins(centred), 3))
 
 # %% [markdown]
 # The centred statistic gives the same margins whatever the shift; $a_k$ flattens towards uniform
@@ -170,7 +171,8 @@ from mr2 import report
 runs = report.load_study(PROBE_STUDY)
 table = report.summary(runs, selection=["accuracy"])
 worst = table[table["metric"] == "worst_class_accuracy"]
-worst[["loss", "n_paired", "point", "diff", "diff_ci_low", "diff_ci_high", "p_holm", "mde", "verdict"]].round(4)
+shown = ["loss", "n_paired", "point", "diff", "diff_ci_low", "diff_ci_high", "p_holm", "mde", "verdict"]
+worst[shown].round(4)
 
 # %%
 from paper_figs.fig8_probe_effects import manipulation_check
