@@ -96,6 +96,9 @@ class TrainConfig:
     amp: bool = True  # autocast (bf16 where supported, else fp16 + grad scaling); GPU only
     channels_last: bool = True  # channels-last memory format (about 2x faster small convs on CPU too)
     deterministic: bool = False  # ask torch for deterministic kernels (slower on GPU)
+    # batch norm over the global batch under DDP; None: on when the model has batch norm and a rank gets
+    # < 64 images per step (config.json records the value used)
+    sync_bn: bool | None = None
     log_every: int = 20  # steps between NaN checks and progress-bar updates
 
     def __post_init__(self) -> None:
@@ -154,6 +157,8 @@ def validate_config(cfg: TrainConfig) -> None:
                  "deterministic", "save_model"):  # fmt: skip
         if not isinstance(getattr(cfg, name), bool):
             raise bad(name, getattr(cfg, name), "true or false")
+    if cfg.sync_bn is not None and not isinstance(cfg.sync_bn, bool):
+        raise bad("sync_bn", cfg.sync_bn, "true, false or none (on under DDP for small per-rank batches)")
     if not isinstance(cfg.loss_options, dict):
         raise bad("loss_options", cfg.loss_options, "a dict of keyword options for make_loss")
     if cfg.data_dir is not None and not isinstance(cfg.data_dir, str):
@@ -169,6 +174,8 @@ def _parse_value(text: str, current: Any, name: str) -> Any:
         if text.lower() not in ("true", "false", "1", "0"):
             raise bad(name, text, "true or false")
         return text.lower() in ("true", "1")
+    if text.lower() in ("true", "false"):  # a field that may be None or a bool (sync_bn)
+        return text.lower() == "true"
     try:
         value = ast.literal_eval(text)
     except (ValueError, SyntaxError):

@@ -73,6 +73,8 @@ def run_study(
     seeds = tuple(p.seeds if seeds is None else seeds)
     if not isinstance(jobs, int) or jobs < 1:
         raise bad("jobs", jobs, "a positive integer")
+    if jobs > 1 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise bad("jobs", jobs, "1 under torchrun (the ranks train each run together)")
     configs = []
     # seeds of each method: the ones asked for, else the preset's (some methods may have more)
     per_method = {m: (seeds if explicit_seeds else p.method_seeds(m)) for m in losses}
