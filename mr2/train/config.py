@@ -174,8 +174,6 @@ def _parse_value(text: str, current: Any, name: str) -> Any:
         if text.lower() not in ("true", "false", "1", "0"):
             raise bad(name, text, "true or false")
         return text.lower() in ("true", "1")
-    if text.lower() in ("true", "false"):  # a field that may be None or a bool (sync_bn)
-        return text.lower() == "true"
     try:
         value = ast.literal_eval(text)
     except (ValueError, SyntaxError):
@@ -191,7 +189,7 @@ def apply_overrides(cfg: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
     String values (from the command line) are parsed: numbers, booleans, None, lists. The result is
     validated like every ``TrainConfig``.
     """
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    fields = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
     changes: dict[str, Any] = {}
     loss_opts = dict(cfg.loss_options)
     for key, value in overrides.items():
@@ -200,6 +198,8 @@ def apply_overrides(cfg: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
             loss_opts[opt] = _parse_value(value, None, key) if isinstance(value, str) else value
         elif key in fields:
             cur = getattr(cfg, key)
+            if cur is None and fields[key] == "bool | None":
+                cur = False  # a flag whose None means "auto" (sync_bn): parse the text as a flag
             if isinstance(value, str) and not isinstance(cur, str):
                 value = _parse_value(value, cur, key)
             changes[key] = value

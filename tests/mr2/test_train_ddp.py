@@ -382,6 +382,8 @@ def test_sync_bn_resolves_on_for_small_per_rank_batches_with_batch_norm():
 def test_sync_bn_config_field_is_checked():
     from mr2.train import apply_overrides
 
+    auto = get_preset("digits-smoke").config
+    assert auto.sync_bn is None and apply_overrides(auto, {"sync_bn": "true"}).sync_bn is True
     cfg = _cfg("ce")
     assert apply_overrides(cfg, {"sync_bn": "false"}).sync_bn is False
     assert apply_overrides(cfg, {"sync_bn": "none"}).sync_bn is None
