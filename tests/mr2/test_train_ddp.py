@@ -288,6 +288,18 @@ def _descendants(pid: int) -> list[int]:
     return out
 
 
+def _kill_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL torchrun and every process it started, as a scheduler's preemption would (nothing when
+    torchrun has ended: its workers ended before it, and its pid may be reused)."""
+    if proc.poll() is not None:
+        return
+    for pid in [*_descendants(proc.pid), proc.pid]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds torchrun's workers through /proc")
 def test_torchrun_killed_after_a_checkpoint_resumes_to_the_same_numbers(two_ranks, tmp_path):
@@ -314,18 +326,17 @@ def test_torchrun_killed_after_a_checkpoint_resumes_to_the_same_numbers(two_rank
     deadline = time.monotonic() + 240
     while not (run / "checkpoint.pt").exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
-    for pid in [*_descendants(proc.pid), proc.pid]:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    _kill_tree(proc)
     _, err = proc.communicate(timeout=60)
     assert (run / "checkpoint.pt").exists(), err[-3000:]
     assert not (run / "metrics.json").exists(), "the run ended before the kill: nothing was resumed"
     assert torch.load(run / "checkpoint.pt", weights_only=False)["epoch"] < EQUIVALENCE["epochs"]
 
     proc = launch()
-    out, err = proc.communicate(timeout=300)
+    try:
+        out, err = proc.communicate(timeout=300)
+    finally:
+        _kill_tree(proc)  # nothing is left behind if it hangs
     assert proc.returncode == 0, out[-2000:] + err[-4000:]
     assert out.count("runs in") == 1 and out.count("loss       seed status") == 1, out  # one summary
     resumed = json.loads((run / "metrics.json").read_text())
