@@ -11,7 +11,14 @@ import torch
 from common.checks import bad
 from common.summaries import class_summary
 
-__all__ = ["per_class_accuracy", "class_summary", "class_feature_stats", "confusion_matrix"]
+__all__ = [
+    "per_class_accuracy",
+    "class_summary",
+    "class_feature_stats",
+    "class_feature_sums",
+    "feature_stats_from_sums",
+    "confusion_matrix",
+]
 
 
 def confusion_matrix(preds: torch.Tensor, targets: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -27,36 +34,33 @@ def per_class_accuracy(preds: torch.Tensor, targets: torch.Tensor, num_classes: 
     return (correct / total).cpu().numpy()
 
 
-def class_feature_stats(
-    features: torch.Tensor, targets: torch.Tensor, num_classes: int
-) -> dict[str, np.ndarray]:
-    """Per-class feature statistics of the bound, L2 (MR², eq. for a_k).
-
-    Args:
-        features: (N, d); targets: (N,) int64 in [0, K).
-
-    Returns:
-        ``spread`` a_k = ||mu_k||² + s_k² = mean_i ||h_i||² over class k; ``mean_norm2`` ||mu_k||²;
-        ``within`` s_k² = mean_i ||h_i - mu_k||²; ``centred`` ||mu_k - mu_bar||² + s_k² (mu_bar the
-        mean of the class means: the statistic a head with a bias supports); ``separation``
-        s_k² / min_{j != k} ||mu_k - mu_j||² (a heuristic suggested by data, not by the bound); each
-        shape (K,), float64; the first four in squared feature units, the last unitless.
-    """
+def class_feature_sums(features: torch.Tensor, targets: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Per-class sums (K, d + 2) float64: columns [sum_i h_i (d), sum_i ||h_i||² (1), n_k (1)] over the
+    samples of each class. Additive over disjoint parts of a split, so ranks can all-reduce them."""
     h = features.detach().double()
     y = targets.long()
-    counts = torch.bincount(y, minlength=num_classes).double()
+    out = torch.zeros(num_classes, h.shape[1] + 2, dtype=torch.float64, device=h.device)
+    out[:, :-2].index_add_(0, y, h)
+    out[:, -2].index_add_(0, y, (h * h).sum(1))
+    out[:, -1].index_add_(0, y, torch.ones_like(y, dtype=torch.float64))
+    return out
+
+
+def feature_stats_from_sums(sums: torch.Tensor) -> dict[str, np.ndarray]:
+    """The per-class feature statistics of :func:`class_feature_stats` from :func:`class_feature_sums`
+    (summed over every part of a split)."""
+    counts = sums[:, -1]
+    num_classes = counts.shape[0]
     if torch.any(counts == 0):
-        raise bad("targets", targets, f"every one of the {num_classes} classes present")
-    sums = torch.zeros(num_classes, h.shape[1], dtype=h.dtype, device=h.device).index_add_(0, y, h)
-    sq = torch.zeros(num_classes, dtype=h.dtype, device=h.device).index_add_(0, y, (h * h).sum(1))
-    mu = sums / counts[:, None]
-    spread = sq / counts
+        raise bad("targets", counts.tolist(), f"every one of the {num_classes} classes present")
+    mu = sums[:, :-2] / counts[:, None]
+    spread = sums[:, -2] / counts
     mean_norm2 = (mu * mu).sum(1)
     within = (spread - mean_norm2).clamp_min(0)
     # the statistics MR2Loss offers, computed as the loss computes them (L2, every class seen)
     from mr2.losses.margin_statistics import class_statistic
 
-    seen = torch.ones(num_classes, dtype=torch.bool, device=h.device)
+    seen = torch.ones(num_classes, dtype=torch.bool, device=sums.device)
     stat = {
         name: class_statistic(
             name, mean_norm=mean_norm2, spread=within, class_means=mu, seen=seen, norm_p=2.0
@@ -70,3 +74,21 @@ def class_feature_stats(
         "centred": stat["centred"].cpu().numpy(),
         "separation": stat["separation"].cpu().numpy(),
     }
+
+
+def class_feature_stats(
+    features: torch.Tensor, targets: torch.Tensor, num_classes: int
+) -> dict[str, np.ndarray]:
+    """The bound's per-class feature statistic a_k and the other statistics of the MR2 loss.
+
+    Args:
+        features: (N, d); targets: (N,) int64 in [0, K).
+
+    Returns:
+        ``spread`` a_k = ||mu_k||² + s_k² = mean_i ||h_i||² over class k; ``mean_norm2`` ||mu_k||²;
+        ``within`` s_k² = mean_i ||h_i - mu_k||²; ``centred`` ||mu_k - mu_bar||² + s_k² (mu_bar the
+        mean of the class means: the statistic a head with a bias supports); ``separation``
+        s_k² / min_{j != k} ||mu_k - mu_j||² (a heuristic suggested by data, not by the bound); each
+        shape (K,), float64; the first four in squared feature units, the last unitless.
+    """
+    return feature_stats_from_sums(class_feature_sums(features, targets, num_classes))

@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         if args.threads is not None:
             check_int("--threads", args.threads, 1)
         check_writable_dir(args.out, "--out")
-    from mr2.train import PRESETS, get_preset, run_study
+    from mr2.train import PRESETS, get_preset, is_main_process, run_study
 
     if args.list or not args.preset:
         for p in PRESETS.values():
@@ -78,6 +78,9 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
     )  # fmt: skip
     wall = time.perf_counter() - t0
+    failed = [r for r in records if r["status"] == "diverged"]
+    if not is_main_process():  # under torchrun every rank holds the same records; rank 0 prints them
+        return 1 if failed else 0
     print(f"{'loss':10s} {'seed':>4s} {'status':8s} {'acc':>6s} {'worst':>6s} {'train_s':>8s}  run_dir")
     for r in records:
         acc = f"{r['accuracy']:.4f}" if "accuracy" in r else "-"
@@ -86,7 +89,6 @@ def run(args: argparse.Namespace) -> int:
         head = f"{r['loss']:10s} {r['seed']:4d} {r['status']:8s}"
         print(f"{head} {acc:>6s} {worst:>6s} {secs:>8s}  {r['run_dir']}")
     print(f"{len(records)} runs in {wall:.0f} s wall time")
-    failed = [r for r in records if r["status"] == "diverged"]
     for r in failed:
         print(f"diverged: {r['run_dir']}: {r['error']}")
     busy = [r for r in records if r["status"] == "busy"]

@@ -24,6 +24,7 @@ __all__ = [
     "distributed_world_size",
     "all_reduce_sum",
     "all_reduce_max",
+    "all_gather_batch",
 ]
 
 
@@ -167,6 +168,55 @@ def all_reduce_max(t: Tensor) -> Tensor:
     if distributed_world_size() > 1:
         torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
     return t
+
+
+class _AllGather(torch.autograd.Function):
+    """Concatenate every process's (B, d) tensor of the same shape, in rank order; the backward sums the
+    gradient over the processes (each one's loss sees every row) and returns this process's rows."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:  # noqa: ANN001
+        dist = torch.distributed
+        ctx.rank, ctx.rows = dist.get_rank(), x.shape[0]
+        parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, x.contiguous())
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:  # noqa: ANN001
+        grad = grad.contiguous().clone()
+        torch.distributed.all_reduce(grad)
+        return grad[ctx.rank * ctx.rows : (ctx.rank + 1) * ctx.rows]
+
+
+def all_gather_batch(features: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+    """Every process's batch, concatenated in rank order: features (sum_r B_r, d) and targets
+    (sum_r B_r,); ``(features, targets)`` themselves without a process group.
+
+    Differentiable in ``features``: the backward sums, over the processes, the gradient each one's loss
+    puts on a process's rows and hands it back to that process. So when every rank computes the same
+    term on the gathered batch and DDP averages the gradients, the step is that of one process on the
+    concatenated batch. Per-rank batch sizes may differ (they are exchanged first: one small collective
+    and one read-back). Every process must call it.
+    """
+    world = distributed_world_size()
+    if world == 1:
+        return features, targets
+    dist = torch.distributed
+    size = torch.tensor([features.shape[0]], device=features.device)
+    sizes = [torch.empty_like(size) for _ in range(world)]
+    dist.all_gather(sizes, size)
+    counts = torch.cat(sizes).tolist()
+    pad = max(counts) - features.shape[0]  # all_gather needs equal shapes: pad, then cut the padding
+    if pad:
+        features = torch.nn.functional.pad(features, (0, 0, 0, pad))
+        targets = torch.nn.functional.pad(targets, (0, pad))
+    rows = max(counts)
+    gathered = _AllGather.apply(features)
+    labels = [torch.empty_like(targets) for _ in range(world)]
+    dist.all_gather(labels, targets.contiguous())
+    keep = [gathered[r * rows : r * rows + n] for r, n in enumerate(counts)]
+    return torch.cat(keep), torch.cat([t[:n] for t, n in zip(labels, counts, strict=True)])
 
 
 class LossBase(nn.Module):

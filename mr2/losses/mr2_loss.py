@@ -15,7 +15,9 @@ Per training step (the official ``MRFLoss.forward`` order: statistics first, the
    divided by its class's margin. ``"additive"`` (LDAM form): CE(z_i - gamma_{y_i} e_{y_i}, y_i).
 4. **Representation term** (``representation``): (d / (10 K)) sum_k R_k with target 2 sbar
    (``rep_target="mean"``, sbar = the mean EMA spread over classes) or 0 (``"zero"``, the official
-   CIFAR variant), temperature 10 d by default.
+   CIFAR variant), temperature 10 d by default. Under torch.distributed it is taken over the pairs of
+   the global batch (every rank's features gathered, ``sync_rep``), as the official code's
+   DataParallel does: the pairs that straddle two ranks count too.
 5. loss = logit term + ``lambda_rep`` * representation term.
 
 Deliberate differences from the official code are listed in ``docs/losses.md``; ``stat_slots``
@@ -32,7 +34,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from common.checks import bad, check_int
-from mr2.losses._common import LossBase, check_batch, check_in, check_real, distributed_world_size
+from mr2.losses._common import (
+    LossBase,
+    all_gather_batch,
+    check_batch,
+    check_in,
+    check_real,
+    distributed_world_size,
+)
 from mr2.losses.class_stats import batch_class_statistics, overflow_scale, overflow_scale_tensor
 from mr2.losses.layout import BatchLayout, batch_layout
 from mr2.losses.margin_ce import margin_cross_entropy
@@ -81,6 +90,12 @@ class MR2Loss(LossBase):
             released ImageNet script builds ``MRFLoss()`` with S = 1000 whatever K is, so the real
             classes' margins average S / K (``make_loss("mr2-official", K)``).
         sync_stats: all-reduce the statistics under torch.distributed (default True).
+        sync_rep: in training under torch.distributed, compute the representation term on the
+            features of every rank, gathered with their gradients (default True), so that it equals
+            the single-process term of the concatenated batch; each rank then computes the whole term
+            and DDP's gradient averaging gives the single-process gradient. False: each rank's own
+            pairs only, which misses the pairs split across ranks (a different, rank-count-dependent
+            objective). Costs one all-gather of the features per step.
         check_values: check inputs for NaN/inf and labels out of range (one device sync per step),
             and warn when a batch statistic is not finite.
 
@@ -125,6 +140,7 @@ class MR2Loss(LossBase):
         shuffle_seed: int = 0,
         stat_slots: int | None = None,
         sync_stats: bool = True,
+        sync_rep: bool = True,
         check_values: bool = True,
     ) -> None:
         super().__init__(num_classes, check_values=check_values)
@@ -158,6 +174,7 @@ class MR2Loss(LossBase):
                 raise bad("stat_slots", stat_slots, "None with statistic='shuffled' (a placebo of the paper)")
         self.stat_slots = stat_slots
         self.sync_stats = bool(sync_stats)
+        self.sync_rep = bool(sync_rep)
         self._skipped: Tensor | None = None  # classes left out of the EMA at the last update
         self.register_buffer("mean_norm_ema", torch.zeros(K, dtype=torch.float32))
         self.register_buffer("spread_ema", torch.zeros(K, dtype=torch.float32))
@@ -368,18 +385,21 @@ class MR2Loss(LossBase):
                 ce = margin_cross_entropy(z, targets, shift=gamma.index_select(0, targets))
             if self.lambda_rep > 0:
                 fdtype = torch.promote_types(features.dtype, self.mean_norm_ema.dtype)
-                h = features.to(fdtype)
+                h, y_rep, rep_layout = features.to(fdtype), targets, layout
+                if self.training and self.sync_rep and distributed_world_size() > 1:
+                    h, y_rep = all_gather_batch(h, targets)  # the global batch's pairs
+                    rep_layout = batch_layout(y_rep)
                 d = h.shape[1]
                 temperature = self.rep_temperature or REP_TEMPERATURE_PER_DIM * d
                 target = 2.0 * sbar.to(fdtype) if self.rep_target == "mean" else 0.0
                 rep = representation_margin(
                     h,
-                    targets,
+                    y_rep,
                     self.num_classes,
                     target=target,
                     temperature=temperature,
                     scale=REP_SCALE_PER_DIM * d / self.slots,
-                    layout=layout,
+                    layout=rep_layout,
                 )
                 total = ce + self.lambda_rep * rep.to(ce.dtype)
             else:

@@ -3,6 +3,7 @@
 * ``mr2.train.config``: ``TrainConfig`` (validated when made), ``apply_overrides`` for ``--set``;
 * ``mr2.train.presets``: the named studies (``PRESETS``, ``get_preset``);
 * ``mr2.train.runtime``: processes, devices, mixed precision, the optimiser and its schedule;
+* ``mr2.train.sync_bn``: batch norm over the global batch under DDP (``sync_bn``);
 * ``mr2.train.evaluation``: predictions and per-class numbers on a split;
 * ``mr2.train.loop``: one run (``train_run``): open or resume, epochs, selection, checkpoints, metrics;
 * ``mr2.train.study``: every run of a preset (``run_study``), in one process or a pool.
@@ -19,6 +20,7 @@ from mr2.train.config import (
 )
 from mr2.train.loop import CHECKPOINT_VERSION, TrainingDiverged, train_run
 from mr2.train.presets import ALL_LOSSES, PRESETS, Preset, get_preset
+from mr2.train.runtime import is_main_process
 from mr2.train.study import run_dir_for, run_study
 
 __all__ = [
@@ -38,4 +40,5 @@ __all__ = [
     "SELECT_METRICS",
     "RESUME_FREE_FIELDS",
     "CHECKPOINT_VERSION",
+    "is_main_process",
 ]

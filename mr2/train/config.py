@@ -97,6 +97,9 @@ class TrainConfig:
     amp: bool = True  # autocast (bf16 where supported, else fp16 + grad scaling); GPU only
     channels_last: bool = True  # channels-last memory format (about 2x faster small convs on CPU too)
     deterministic: bool = False  # ask torch for deterministic kernels (slower on GPU)
+    # batch norm over the global batch under DDP; None: on when the model has batch norm and a rank gets
+    # < 64 images per step (config.json records the value used)
+    sync_bn: bool | None = None
     log_every: int = 20  # steps between NaN checks and progress-bar updates
 
     def __post_init__(self) -> None:
@@ -156,6 +159,8 @@ def validate_config(cfg: TrainConfig) -> None:
                  "deterministic", "save_model"):  # fmt: skip
         if not isinstance(getattr(cfg, name), bool):
             raise bad(name, getattr(cfg, name), "true or false")
+    if cfg.sync_bn is not None and not isinstance(cfg.sync_bn, bool):
+        raise bad("sync_bn", cfg.sync_bn, "true, false or none (on under DDP for small per-rank batches)")
     if not isinstance(cfg.loss_options, dict):
         raise bad("loss_options", cfg.loss_options, "a dict of keyword options for make_loss")
     if cfg.data_dir is not None and not isinstance(cfg.data_dir, str):
@@ -186,7 +191,7 @@ def apply_overrides(cfg: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
     String values (from the command line) are parsed: numbers, booleans, None, lists. The result is
     validated like every ``TrainConfig``.
     """
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    fields = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
     changes: dict[str, Any] = {}
     loss_opts = dict(cfg.loss_options)
     for key, value in overrides.items():
@@ -195,6 +200,8 @@ def apply_overrides(cfg: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
             loss_opts[opt] = _parse_value(value, None, key) if isinstance(value, str) else value
         elif key in fields:
             cur = getattr(cfg, key)
+            if cur is None and fields[key] == "bool | None":
+                cur = False  # a flag whose None means "auto" (sync_bn): parse the text as a flag
             if isinstance(value, str) and not isinstance(cur, str):
                 value = _parse_value(value, cur, key)
             changes[key] = value

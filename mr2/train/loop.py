@@ -12,7 +12,10 @@ A run directory ``RUNS/<study>/<loss>/seed<k>/`` holds (docs/CONTRACTS.md):
 * ``.lock`` while a process trains it (``common.locks``): a second process gets ``Busy``, naming the
   first; a lock left by a killed process is taken over.
 
-Rank 0 writes the files (and holds the lock).
+Under torch.distributed (``torchrun``) every rank ends with the same model and the same numbers:
+DDP averages the gradients, batch norm is synchronised (``sync_bn``) or its buffers are taken from
+rank 0 after every epoch, evaluation is sharded over the ranks with summed counts (``evaluation``), so
+every rank selects the same epochs; rank 0 writes the files and holds the lock.
 """
 
 from __future__ import annotations
@@ -41,10 +44,9 @@ from common.io import clean_tmp, code_version, read_json, torch_save, write_csv,
 from common.locks import hold_lock
 from common.seeding import seed_everything
 from mr2 import data as mdata
-from mr2.metrics import class_feature_stats, confusion_matrix
 from mr2.models import build_model
 from mr2.train.config import RESUME_FREE_FIELDS, TrainConfig, validate_config
-from mr2.train.evaluation import predict, predict_from_features, prepare_batch, split_metrics
+from mr2.train.evaluation import evaluate, predict, prepare_batch
 from mr2.train.runtime import (
     Dist,
     amp_dtype,
@@ -57,6 +59,7 @@ from mr2.train.runtime import (
     rng_state,
     set_rng_state,
 )
+from mr2.train.sync_bn import convert_sync_batchnorm, resolve_sync_bn
 
 __all__ = ["train_run", "TrainingDiverged", "CHECKPOINT_VERSION"]
 
@@ -147,6 +150,8 @@ def _config_record(cfg: TrainConfig) -> dict[str, Any]:
 def _incompatible(saved: dict[str, Any], cfg: TrainConfig) -> list[str]:
     now = _config_record(cfg)
     keys = (set(saved) | set(now)) - RESUME_FREE_FIELDS
+    if cfg.sync_bn is None:  # "auto" matches the value the run resolved (config.json records that)
+        keys.discard("sync_bn")
     return sorted(k for k in keys if saved.get(k) != now.get(k))
 
 
@@ -210,6 +215,13 @@ def _open(cfg: TrainConfig, paths: RunPaths, resume: bool, feature_cache: bool |
         load_backbone(model, cfg.init_checkpoint)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    per_rank_batch = _per_rank_batch(cfg, dist_info)
+    # the value used is recorded (config.json): with None the run resolves it for this launch
+    cfg = dataclasses.replace(
+        cfg, sync_bn=resolve_sync_bn(cfg.sync_bn, model, dist_info.world_size, per_rank_batch)
+    )
+    if cfg.sync_bn and dist_info.world_size > 1:
+        model = convert_sync_batchnorm(model, device)  # before DDP and the optimiser
     from mr2.losses import make_loss
 
     loss_fn = make_loss(cfg.loss, k, class_counts=data.class_counts(), **cfg.loss_options).to(device)
@@ -221,7 +233,6 @@ def _open(cfg: TrainConfig, paths: RunPaths, resume: bool, feature_cache: bool |
 
         net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
 
-    per_rank_batch = max(1, cfg.batch_size // dist_info.world_size)
     n_train = len(data.y_train)
     shard = -(-n_train // dist_info.world_size)
     cacheable = cfg.freeze_backbone and not (cfg.crop_padding or cfg.hflip) and dist_info.world_size == 1
@@ -245,7 +256,12 @@ def _open(cfg: TrainConfig, paths: RunPaths, resume: bool, feature_cache: bool |
         import copy
 
         session.eval_model = copy.deepcopy(model)
-    if paths.checkpoint.exists() and resume:
+    if dist_info.broadcast_object(paths.checkpoint.exists() and resume):  # rank 0 decides
+        if not paths.checkpoint.is_file():
+            raise ValueError(
+                f"run_dir={str(paths.root)!r}: rank {dist_info.rank} cannot see {paths.checkpoint.name}, "
+                "which rank 0 resumes from; put --out on a filesystem that every node shares"
+            )
         _load_checkpoint(session)
     elif dist_info.main:
         sizes = {"n_train": len(data.y_train), "n_val": len(data.y_val), "n_test": len(data.y_test)}
@@ -260,6 +276,22 @@ def _open(cfg: TrainConfig, paths: RunPaths, resume: bool, feature_cache: bool |
         }  # fmt: skip
         write_json(paths.config, record)
     return session
+
+
+def _per_rank_batch(cfg: TrainConfig, dist_info: Dist) -> int:
+    """Images per rank and step: ``batch_size`` / world size (the global batch is ``batch_size``)."""
+    per_rank = max(1, cfg.batch_size // dist_info.world_size)
+    if per_rank * dist_info.world_size != cfg.batch_size and dist_info.main:
+        import warnings
+
+        warnings.warn(
+            f"batch_size={cfg.batch_size} is not a multiple of the world size {dist_info.world_size}: "
+            f"each rank takes {per_rank} images per step, a global batch of "
+            f"{per_rank * dist_info.world_size}",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return per_rank
 
 
 def _no_selection() -> dict[str, Any]:
@@ -452,13 +484,56 @@ def _evaluated(s: Session, state: dict[str, torch.Tensor] | None = None) -> torc
     return s.eval_model
 
 
-def _validate(s: Session) -> dict[str, Any]:
-    model = _evaluated(s)
-    if s.cache:
-        preds = predict_from_features(model, s.cache["val"], s.cfg, s.device, s.amp_dtype)
+def _evaluate(s: Session, model: torch.nn.Module, split: str, feature_stats: bool = False):
+    """``evaluation.evaluate`` of ``model`` on the training, validation or test split, sharded over
+    the ranks (a collective: every rank calls it, and every rank gets the same numbers)."""
+    if split == "train":
+        x, y = s.x_train, s.y_train
+    elif split == "val":
+        x, y = s.x_val, s.y_val
     else:
-        preds, _ = predict(model, s.x_val, s.data, s.cfg, s.device, s.amp_dtype, s.channels_last)
-    return split_metrics(preds, s.y_val, s.num_classes)
+        x, y = s.data.x_test.to(s.device), s.data.y_test.to(s.device)
+    return evaluate(
+        model, x, y, s.data, s.cfg, s.device, s.amp_dtype, s.channels_last, s.dist,
+        cached=s.cache.get(split), feature_stats=feature_stats,
+    )  # fmt: skip
+
+
+def _validate(s: Session) -> dict[str, Any]:
+    return _evaluate(s, _evaluated(s), "val").metrics
+
+
+def _synchronise(s: Session, train: dict[str, Any]) -> dict[str, Any]:
+    """After an epoch under DDP: every rank takes rank 0's model buffers (batch-norm running statistics
+    differ per rank unless ``sync_bn``, since each rank normalised its own batch; DDP itself would
+    broadcast them at the next forward), and the log's training numbers become the mean over the ranks
+    (the ranks take equal batches, so that is the global batch's mean)."""
+    if s.dist.world_size == 1:
+        return train
+    for buf in s.model.buffers():
+        s.dist.broadcast(buf)
+    keys = ("train_loss", "train_accuracy")
+    t = torch.tensor([train[k] for k in keys], dtype=torch.float64, device=s.device)
+    means = (s.dist.all_reduce(t) / s.dist.world_size).tolist()
+    return {**train, **dict(zip(keys, means, strict=True))}
+
+
+def _slowest(s: Session, seconds: float) -> float:
+    """The longest of the ranks' times: the job's time, the same number on every rank."""
+    if s.dist.world_size == 1:
+        return seconds
+    return float(s.dist.all_reduce(torch.tensor([seconds], dtype=torch.float64, device=s.device), "max"))
+
+
+def _loss_scalars(s: Session) -> dict[str, float]:
+    """The loss's last-step scalar components (``loss.last``), averaged over the ranks: with equal
+    per-rank batches, the global batch's value (the objective DDP's averaged gradients descend)."""
+    last = getattr(s.loss_fn, "last", {})
+    scalars = {n: v for n, v in last.items() if not torch.is_tensor(v) or v.numel() == 1}
+    if s.dist.world_size == 1 or not scalars:
+        return {n: float(v) for n, v in scalars.items()}
+    t = torch.tensor([float(v) for v in scalars.values()], dtype=torch.float64, device=s.device)
+    return dict(zip(scalars, (s.dist.all_reduce(t) / s.dist.world_size).tolist(), strict=True))
 
 
 def _log_row(s: Session, train: dict[str, Any], val: dict[str, Any]) -> dict[str, Any]:
@@ -470,10 +545,8 @@ def _log_row(s: Session, train: dict[str, Any], val: dict[str, Any]) -> dict[str
         "time_s": s.elapsed,
         **{f"val_class{j}_accuracy": a for j, a in enumerate(val["per_class_accuracy"])},
     }
-    for name, value in getattr(s.loss_fn, "last", {}).items():
-        if torch.is_tensor(value) and value.numel() != 1:
-            continue
-        row[f"loss_{name}"] = float(value)
+    for name, value in _loss_scalars(s).items():
+        row[f"loss_{name}"] = value
     margins = getattr(s.loss_fn, "last", {}).get("margins")
     if torch.is_tensor(margins) and margins.numel() > 1:  # the realised spread of the class margins
         row["margin_min"], row["margin_max"] = (float(v) for v in torch.aminmax(margins.float()))
@@ -520,9 +593,9 @@ def _selected_state(s: Session, rule: str) -> tuple[int, dict[str, torch.Tensor]
 
 def _final_metrics(s: Session) -> dict[str, Any]:
     """Test numbers of the model each selection rule picks (the configured rule's at the top level),
-    and the bound's a_k from the configured rule's training features."""
-    cfg, k, data = s.cfg, s.num_classes, s.data
-    x_test, y_test = data.x_test.to(s.device), data.y_test.to(s.device)
+    and the bound's a_k from the configured rule's training features. Every split is evaluated sharded
+    over the ranks with summed counts, so every rank returns the same dict."""
+    cfg, data = s.cfg, s.data
     margins = getattr(s.loss_fn, "last", {}).get("margins")
     trained = {rule: _selected_state(s, rule) for rule in SELECTION_RULES}  # before any state is loaded
     selections = {}
@@ -530,24 +603,15 @@ def _final_metrics(s: Session) -> dict[str, Any]:
         if rule == cfg.select_metric:
             continue
         epoch, state = trained[rule]
-        preds, _ = predict(_evaluated(s, state), x_test, data, cfg, s.device, s.amp_dtype, s.channels_last)
-        selections[rule] = {"selected_epoch": epoch, **split_metrics(preds, y_test, k)}
+        selections[rule] = {"selected_epoch": epoch, **_evaluate(s, _evaluated(s, state), "test").metrics}
     # the configured rule last, so the model ends (and model.pt is saved) in its selected state
     epoch, state = trained[cfg.select_metric]
     model = _evaluated(s, state)
-    preds, _ = predict(model, x_test, data, cfg, s.device, s.amp_dtype, s.channels_last)
-    test = split_metrics(preds, y_test, k)
+    tested = _evaluate(s, model, "test")
+    test = tested.metrics
     selections[cfg.select_metric] = {"selected_epoch": epoch, **test}
-    if s.cache:
-        val_preds = predict_from_features(model, s.cache["val"], cfg, s.device, s.amp_dtype)
-        feats = s.cache["train"]
-    else:
-        val_preds, _ = predict(model, s.x_val, data, cfg, s.device, s.amp_dtype, s.channels_last)
-        _, feats = predict(
-            model, s.x_train, data, cfg, s.device, s.amp_dtype, s.channels_last, want_features=True
-        )
-    val = split_metrics(val_preds, s.y_val, k)
-    stats = class_feature_stats(feats, s.y_train, k)
+    val = _evaluate(s, model, "val").metrics
+    stats = _evaluate(s, model, "train", feature_stats=True).feature_stats
     metrics = {
         **test,
         "class_spread": stats["spread"].tolist(),
@@ -555,7 +619,7 @@ def _final_metrics(s: Session) -> dict[str, Any]:
         "class_within_spread": stats["within"].tolist(),
         "class_centred_spread": stats["centred"].tolist(),
         "class_separation": stats["separation"].tolist(),
-        "confusion_matrix": confusion_matrix(preds, y_test, k).cpu().tolist(),
+        "confusion_matrix": tested.confusion.tolist(),
         "val_accuracy": val["accuracy"],
         "val_per_class_accuracy": val["per_class_accuracy"],
         "selected_epoch": epoch,
@@ -571,7 +635,8 @@ def _final_metrics(s: Session) -> dict[str, Any]:
         "model": cfg.model,
         "epochs": cfg.epochs,
         "train_time_s": s.elapsed,
-        "device": str(s.device),
+        # one name for the whole job: a rank's own device (cuda:N) would make the ranks' dicts differ
+        "device": str(s.device) if s.dist.world_size == 1 else f"{s.device.type} x {s.dist.world_size}",
         "n_train": len(data.y_train),
         "n_val": len(data.y_val),
         "n_test": len(data.y_test),
@@ -651,7 +716,15 @@ def _train_locked(
     epoch_budget: int | None,
     feature_cache: bool | None,
 ) -> dict[str, Any] | None:
-    finished = _existing_result(cfg, paths, resume, overwrite)
+    dist_info = init_distributed(cfg.device)
+    # rank 0 looks at the folder and every rank follows its answer: ranks never race on the files
+    try:
+        outcome = ("ok", _existing_result(cfg, paths, resume, overwrite)) if dist_info.main else None
+    except ValueError as exc:
+        outcome = ("error", str(exc))
+    kind, finished = dist_info.broadcast_object(outcome)
+    if kind == "error":
+        raise ValueError(finished)
     if finished is not None:
         return finished
     s = _open(cfg, paths, resume, feature_cache)
@@ -661,11 +734,12 @@ def _train_locked(
     epochs_done_now = 0
     for epoch in range(s.start_epoch, cfg.epochs):
         if epoch_budget is not None and epochs_done_now >= epoch_budget:
+            s.dist.barrier()  # rank 0's checkpoint is written before any rank returns
             return None
         t0 = time.perf_counter()
-        train = _train_epoch(s, epoch, show)
-        val = _validate(s)
-        s.elapsed += time.perf_counter() - t0
+        train = _synchronise(s, _train_epoch(s, epoch, show))
+        val = _validate(s)  # the same numbers on every rank, so every rank selects the same epochs
+        s.elapsed += _slowest(s, time.perf_counter() - t0)
         s.log_rows.append(_log_row(s, train, val))
         _select(s, epoch, val)
         if s.dist.main:
@@ -683,8 +757,5 @@ def _train_locked(
     metrics = _final_metrics(s)
     if s.dist.main:
         write_json(paths.metrics, metrics)
-    if s.dist.world_size > 1:
-        import torch.distributed as dist
-
-        dist.barrier()
+    s.dist.barrier()
     return metrics

@@ -3,7 +3,8 @@ optimiser and its schedule, and the random streams that make a resumed run redra
 
 Multi-GPU: launch with ``torchrun --nproc_per_node=N -m mr2 train ...``; each rank takes every N-th
 index of a shared permutation (``mr2.data.batch_indices``), the model is wrapped in DDP and the losses
-all-reduce their class statistics themselves.
+all-reduce their class statistics themselves. ``Dist`` carries the collectives the loop needs beyond
+DDP's (evaluation counts, buffers, the log's numbers); each is a no-op in one process.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from mr2.train.config import TrainConfig
 __all__ = [
     "Dist",
     "init_distributed",
+    "is_main_process",
     "resolve_device",
     "amp_dtype",
     "lr_at",
@@ -44,6 +46,48 @@ class Dist:
     def main(self) -> bool:
         return self.rank == 0
 
+    def all_reduce(self, t: torch.Tensor, op: str = "sum") -> torch.Tensor:
+        """``t`` summed (``op="sum"``) or its elementwise maximum (``"max"``) over the ranks, in place
+        and returned; every rank must call it with the same shape. A no-op in one process."""
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            dist.all_reduce(t, op=dist.ReduceOp.SUM if op == "sum" else dist.ReduceOp.MAX)
+        return t
+
+    def broadcast(self, t: torch.Tensor, src: int = 0) -> torch.Tensor:
+        """``t`` replaced, in place, by rank ``src``'s values; a no-op in one process."""
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            dist.broadcast(t, src=src)
+        return t
+
+    def broadcast_object(self, obj: Any, src: int = 0) -> Any:
+        """Rank ``src``'s ``obj`` (picklable) on every rank; ``obj`` itself in one process."""
+        if self.world_size == 1:
+            return obj
+        import torch.distributed as dist
+
+        box = [obj]
+        dist.broadcast_object_list(box, src=src)
+        return box[0]
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+
+def is_main_process() -> bool:
+    """True on rank 0 of a torch.distributed job (or when there is none): the one process that prints
+    and writes. Reads the process group once initialised, else torchrun's ``RANK``."""
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    return os.environ.get("RANK", "0") == "0"
+
 
 def init_distributed(device_pref: str) -> Dist:
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -51,10 +95,13 @@ def init_distributed(device_pref: str) -> Dist:
         return Dist(0, 1, 0)
     import torch.distributed as dist
 
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if not dist.is_initialized():
         use_nccl = torch.cuda.is_available() and device_pref != "cpu"
+        if use_nccl:  # NCCL's object collectives use the current device: one GPU per rank
+            torch.cuda.set_device(local_rank)
         dist.init_process_group(backend="nccl" if use_nccl else "gloo")
-    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+    return Dist(dist.get_rank(), dist.get_world_size(), local_rank)
 
 
 def resolve_device(pref: str, dist_info: Dist) -> torch.device:

@@ -107,6 +107,8 @@ def run_study(
     if threads is not None:
         check_int("threads", threads, 1)
     check_writable_dir(runs, "runs")  # before any data is loaded
+    if jobs > 1 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise bad("jobs", jobs, "1 under torchrun (the ranks train each run together)")
     configs = []
     # seeds of each method: the ones asked for, else the preset's (some methods may have more)
     per_method = {m: (seeds if explicit_seeds else p.method_seeds(m)) for m in losses}
