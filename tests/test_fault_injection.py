@@ -212,18 +212,6 @@ def _write_fmnist(folder: Path, **replace: np.ndarray) -> Path:
     return folder
 
 
-@pytest.fixture
-def no_system_fmnist(monkeypatch, tmp_path):
-    """Only what a test writes can be found: no MR2_DATA, no system copy, no torchvision download."""
-    monkeypatch.delenv("MR2_DATA", raising=False)
-    monkeypatch.setattr(mdata.sources, "DEBIAN_FMNIST_DIR", tmp_path / "no-system-copy")
-
-    def no_download(*args, **kwargs):
-        raise ImportError("torchvision hidden by the test")
-
-    monkeypatch.setattr(mdata.sources, "_torchvision_download", no_download)
-
-
 def _fmnist_train(data_dir: Path, out: Path) -> list[str]:
     return ["train", "--preset", "fmnist-smoke", "--data-dir", str(data_dir), "--out", str(out), *TINY]
 

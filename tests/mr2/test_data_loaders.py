@@ -28,18 +28,6 @@ def _write_fmnist(folder, gz=True, n_train=N_TRAIN, n_test=N_TEST, seed=0):
     return arrays
 
 
-@pytest.fixture
-def no_system_fmnist(monkeypatch, tmp_path):
-    """Hide the system copy and torchvision, so only what a test writes can be found."""
-    monkeypatch.delenv("MR2_DATA", raising=False)
-    monkeypatch.setattr(mdata.sources, "DEBIAN_FMNIST_DIR", tmp_path / "no-debian")
-
-    def no_torchvision(*args, **kwargs):
-        raise ImportError("torchvision hidden by the test")
-
-    monkeypatch.setattr(mdata.sources, "_torchvision_download", no_torchvision)
-
-
 @pytest.mark.parametrize("gz", [True, False])
 @pytest.mark.parametrize("dtype", [np.uint8, np.int32, np.float32])
 def test_data_idx_round_trip(tmp_path, gz, dtype):

@@ -20,13 +20,7 @@ from mr2.train import get_preset, run_study, train_run
 from mr2.train.evaluation import predict, split_metrics
 from mr2.train.presets import Preset
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _cfg(loss="ce", seed=0, **overrides):

@@ -18,13 +18,7 @@ CONTRACT_KEYS = set(METRICS_KEYS)
 MIN_DIGITS_ACCURACY = 0.80  # a tiny CNN on 8x8 digits after a few epochs; chance is 0.10
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny nets run fastest on one thread; two threads on a shared 2-core box mostly spin."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _cfg(loss="ce", seed=0, **overrides):
