@@ -164,12 +164,27 @@ def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 def environment(device: torch.device, dist_info: Dist) -> dict[str, Any]:
     env = {
         "torch": torch.__version__,
         "python": platform.python_version(),
         "host_cpus": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        # float results depend on the CPU's vector instructions and the thread count (reductions in
+        # another order): both are recorded so that a run can be reproduced bit for bit
+        "cpu": _cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "device": str(device),
         "world_size": dist_info.world_size,
     }
