@@ -22,11 +22,11 @@ from theory import (
     optimal_margins,
     per_class_margins,
 )
+from theory.centring import bias
 from theory.derivation import bound, derivation, symbols
 from theory.limits import (
     _minimax_check,
     _norm_check,
-    bias,
     budget,
     numeric_limits,
     per_class,
