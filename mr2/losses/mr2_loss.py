@@ -33,16 +33,22 @@ from torch import Tensor
 
 from common.checks import bad, check_int
 from mr2.losses._common import LossBase, check_batch, check_in, check_real, distributed_world_size
-from mr2.losses.class_stats import batch_class_statistics, overflow_scale, overflow_scale_tensor
+from mr2.losses.class_stats import (
+    batch_class_statistics,
+    dense_class_statistics,
+    overflow_scale,
+    overflow_scale_tensor,
+)
 from mr2.losses.layout import BatchLayout, batch_layout
 from mr2.losses.margin_ce import margin_cross_entropy
 from mr2.losses.margin_statistics import STATISTICS, VECTOR_STATISTICS, class_statistic, derangement
-from mr2.losses.representation import representation_margin
+from mr2.losses.representation import representation_margin, representation_margin_masked
 from theory import optimal_margins
 
-__all__ = ["MR2Loss", "MARGIN_FORMS", "REP_TARGETS", "SPREAD_FLOOR", "STATISTICS"]
+__all__ = ["MR2Loss", "MARGIN_FORMS", "REP_TARGETS", "LAYOUTS", "SPREAD_FLOOR", "STATISTICS"]
 
 MARGIN_FORMS = ("temperature", "additive")
+LAYOUTS = ("auto", "compact", "dense")
 REP_TARGETS = ("mean", "zero")
 # Spreads are floored at SPREAD_FLOOR * max_k a_k before the margin rule: a class whose features are
 # all zero (dead ReLUs) would otherwise get gamma = 0 and a division by zero in the temperature form.
@@ -81,8 +87,20 @@ class MR2Loss(LossBase):
             released ImageNet script builds ``MRFLoss()`` with S = 1000 whatever K is, so the real
             classes' margins average S / K (``make_loss("mr2-official", K)``).
         sync_stats: all-reduce the statistics under torch.distributed (default True).
+        layout: how the batch is split by class. ``"compact"``: one sort by label and the C <= B
+            classes present (``layout``, pairs listed by ``same_class_pairs``); the cheapest on a CPU
+            at many classes, but its tensor sizes depend on the labels, which a GPU must read back
+            (a synchronisation per step). ``"dense"``: fixed shapes, (K, .) statistics with a mask of
+            the present classes and a (B, B) same-class mask for the representation term, no
+            read-back. ``"auto"`` (default): dense on a GPU, compact on a CPU (bit for bit the loss as
+            it was before the option existed). The two give the same numbers up to float summation
+            order in the representation term (the statistics bit for bit on CPU).
         check_values: check inputs for NaN/inf and labels out of range (one device sync per step),
             and warn when a batch statistic is not finite.
+        check_every: check the values on every N-th call only (None: every call); the calls between
+            take the overflow guard's scale on the device and skip a non-finite statistic silently.
+            With ``layout="dense"`` (or ``"auto"`` on a GPU) those calls have no host-device
+            synchronisation at all.
 
     Call: ``loss(logits (B, K), features (B, d), targets (B,))`` -> scalar. The statistics are taken
     on ``features``, which need not be what the head saw (the released ImageNet code takes them on the
@@ -125,9 +143,11 @@ class MR2Loss(LossBase):
         shuffle_seed: int = 0,
         stat_slots: int | None = None,
         sync_stats: bool = True,
+        layout: str = "auto",
         check_values: bool = True,
+        check_every: int | None = None,
     ) -> None:
-        super().__init__(num_classes, check_values=check_values)
+        super().__init__(num_classes, check_values=check_values, check_every=check_every)
         self.lambda_rep = check_real("lambda_rep", lambda_rep, low=0.0)
         self.ema_decay = check_real("ema_decay", ema_decay, low=0.0, high=1.0)
         self.norm_p = check_real("norm_p", norm_p, low=1.0)
@@ -158,6 +178,7 @@ class MR2Loss(LossBase):
                 raise bad("stat_slots", stat_slots, "None with statistic='shuffled' (a placebo of the paper)")
         self.stat_slots = stat_slots
         self.sync_stats = bool(sync_stats)
+        self.layout = check_in("layout", layout, LAYOUTS)
         self._skipped: Tensor | None = None  # classes left out of the EMA at the last update
         self.register_buffer("mean_norm_ema", torch.zeros(K, dtype=torch.float32))
         self.register_buffer("spread_ema", torch.zeros(K, dtype=torch.float32))
@@ -177,6 +198,12 @@ class MR2Loss(LossBase):
         """S, the number of statistic slots: ``stat_slots``, or K."""
         return self.num_classes if self.stat_slots is None else self.stat_slots
 
+    def uses_dense_layout(self, device: torch.device) -> bool:
+        """Whether a batch on ``device`` takes the fixed-shape route (``layout``)."""
+        if self.layout != "auto":
+            return self.layout == "dense"
+        return device.type != "cpu"
+
     @torch.no_grad()
     def update_statistics(
         self,
@@ -185,6 +212,8 @@ class MR2Loss(LossBase):
         layout: BatchLayout | None = None,
         *,
         feature_absmax: float | None = None,
+        checked: bool | None = None,
+        dense: bool | None = None,
     ) -> None:
         """Fold one batch into the per-class EMAs (features (B, d), targets (B,) int64).
 
@@ -193,10 +222,14 @@ class MR2Loss(LossBase):
         finite: unchanged, and not counted as observed (class docstring). Called by ``forward`` in
         training mode; call it directly only to feed statistics by hand. ``feature_absmax`` is
         max |features| when the caller already read it back (the input check does), which lets the
-        overflow guard cost nothing on the usual path.
+        overflow guard cost nothing on the usual path. ``checked``: warn about a skipped class (a
+        read-back); None means ``check_values``. ``dense``: the fixed-shape route; None picks by
+        ``layout`` and the device.
         """
         h = features.detach().to(self.mean_norm_ema.dtype)
         sync = self.sync_stats and distributed_world_size() > 1
+        checked = self.check_values if checked is None else checked
+        dense = self.uses_dense_layout(h.device) if dense is None else dense
         if feature_absmax is not None and not sync:
             # host path: features below the overflow threshold (every realistic scale) give finite
             # statistics by construction, so neither a rescaling nor a finiteness check is needed
@@ -208,48 +241,57 @@ class MR2Loss(LossBase):
         vector = self.statistic in VECTOR_STATISTICS
         if vector:
             self._materialise_class_means(h.shape[1])
-        stats = batch_class_statistics(
-            h,
-            targets,
-            self.num_classes,
-            norm_p=self.norm_p,
-            sync=sync,
-            layout=layout,
-            scale=scale,
-            with_means=vector,
-        )
-        idx = stats.classes
-        seen_before = self.observations.index_select(0, idx)
-        # weight of the new value: 1 on a class's first observation (initialise), 1 - decay after
-        w = torch.where(seen_before == 0, h.new_ones(()), h.new_full((), 1.0 - self.ema_decay))
+        options = {"norm_p": self.norm_p, "sync": sync, "scale": scale, "with_means": vector}
+        if dense:
+            stats = dense_class_statistics(h, targets, self.num_classes, **options)
+            idx, ok = None, stats.present  # every class, a mask of the present ones
+        else:
+            stats = batch_class_statistics(h, targets, self.num_classes, layout=layout, **options)
+            idx, ok = stats.classes, None  # the present classes only
         updates = [(self.mean_norm_ema, stats.mean_norm), (self.spread_ema, stats.spread)]
         if vector:
             updates.append((self.class_mean_ema, stats.means))
-        observed: Tensor | int = 1
         self._skipped = None
         if guard:
-            ok = torch.isfinite(stats.mean_norm + stats.spread)  # the sum: a_k itself must be finite
+            # the sum: a_k itself must be finite; x - x == 0 is isfinite(x) in two operations, not four
+            a_k = stats.mean_norm + stats.spread
+            finite = (a_k - a_k) == 0
             if vector:
-                ok &= torch.isfinite(stats.means).all(dim=1)
-            if self.check_values:
-                self._warn_non_finite(idx, ok, feature_absmax)
-            # a skipped class gets weight 0 on its own old value: exactly unchanged, no inf * 0
+                finite &= torch.isfinite(stats.means).all(dim=1)
+            if checked:
+                self._warn_non_finite(idx, finite if ok is None else finite | ~ok, feature_absmax)
+            self._skipped = (~finite if ok is None else ok & ~finite).sum()
+            ok = finite if ok is None else ok & finite
+        olds = [ema if idx is None else ema.index_select(0, idx) for ema, _ in updates]
+        seen_before = self.observations if idx is None else self.observations.index_select(0, idx)
+        # weight of the new value: 1 on a class's first observation (initialise), 1 - decay after
+        w = torch.where(seen_before == 0, h.new_ones(()), h.new_full((), 1.0 - self.ema_decay))
+        if ok is not None:
+            # a class left out (absent, or skipped) gets weight 0 on its own old value: exactly
+            # unchanged, and no inf * 0
             w = torch.where(ok, w, 0.0)
             updates = [
-                (ema, torch.where(ok.view(-1, *[1] * (new.ndim - 1)), new, ema.index_select(0, idx)))
-                for ema, new in updates
+                (ema, torch.where(ok.view(-1, *[1] * (new.ndim - 1)), new, old))
+                for (ema, new), old in zip(updates, olds, strict=True)
             ]
-            observed = ok.long()
-            self._skipped = (~ok).sum()
-        for ema, new in updates:
-            old = ema.index_select(0, idx)
+        for (ema, new), old in zip(updates, olds, strict=True):
             wk = w if ema.ndim == 1 else w[:, None]
-            ema.index_copy_(0, idx, old + wk * (new - old))  # = decay * old + (1 - decay) * new
-        self.observations.index_copy_(0, idx, seen_before + observed)
+            value = old + wk * (new - old)  # = decay * old + (1 - decay) * new
+            if idx is None:
+                ema.copy_(value)
+            else:
+                ema.index_copy_(0, idx, value)
+        observed = seen_before + (1 if ok is None else ok.long())
+        if idx is None:
+            self.observations.copy_(observed)
+        else:
+            self.observations.index_copy_(0, idx, observed)
 
-    def _warn_non_finite(self, classes: Tensor, ok: Tensor, feature_absmax: float | None) -> None:
-        bad_classes = classes[~ok].tolist()  # one small read-back, only on the guarded path
-        if not bad_classes:
+    def _warn_non_finite(self, classes: Tensor | None, ok: Tensor, feature_absmax: float | None) -> None:
+        # ``classes``: the class of each entry of ``ok`` (None: entry k is class k)
+        bad_mask = ~ok
+        bad_classes = (torch.nonzero(bad_mask).squeeze(1) if classes is None else classes[bad_mask]).tolist()
+        if not bad_classes:  # one small read-back, only on checked calls of the guarded path
             return
         size = "" if feature_absmax is None else f" (max |h| = {feature_absmax:.3g})"
         warnings.warn(
@@ -330,57 +372,42 @@ class MR2Loss(LossBase):
 
     def forward(self, logits: Tensor, features: Tensor, targets: Tensor) -> Tensor:
         """Loss of one batch: logits (B, K), features (B, d), targets (B,) int64 -> scalar."""
+        checked = self._values_checked_now()
         y, absmax = check_batch(
             logits,
             features,
             targets,
             self.num_classes,
             need_features=True,
-            check_values=self.check_values,
+            check_values=checked,
             return_feature_absmax=True,
         )
         self._follow_device(logits.device)
-        return self._loss(logits, features, y, feature_absmax=absmax)
+        return self._loss(logits, features, y, feature_absmax=absmax, checked=checked)
 
     def _loss(
-        self, logits: Tensor, features: Tensor, targets: Tensor, *, feature_absmax: float | None = None
+        self,
+        logits: Tensor,
+        features: Tensor,
+        targets: Tensor,
+        *,
+        feature_absmax: float | None = None,
+        checked: bool | None = None,
     ) -> Tensor:
         # Statistics, margins and both terms in full precision even inside an autocast region.
         with torch.autocast(device_type=logits.device.type, enabled=False):
-            layout = batch_layout(targets)
+            dense = self.uses_dense_layout(logits.device)
+            layout = None if dense else batch_layout(targets)
             self._skipped = None
             if self.training:
-                self.update_statistics(features, targets, layout, feature_absmax=feature_absmax)
-            dtype = torch.promote_types(logits.dtype, self.mean_norm_ema.dtype)
-            z = logits.to(dtype)
-            spreads, sbar = self.class_spreads()
-            gamma = self.margins(spreads).to(dtype)
-            if not self.logit_margins:
-                ce = F.cross_entropy(z, targets)
-            elif self.margin_form == "temperature":
-                g = gamma.index_select(0, targets)
-                if self.stat_slots is not None:
-                    # a class never seen has gamma = 0 here (the released code divides by it): its
-                    # samples get scale 0, i.e. a constant log K and no gradient, instead of NaN
-                    g = torch.where(g > 0, g, torch.inf)
-                ce = margin_cross_entropy(z, targets, scale=1.0 / g)
-            else:
-                ce = margin_cross_entropy(z, targets, shift=gamma.index_select(0, targets))
-            if self.lambda_rep > 0:
-                fdtype = torch.promote_types(features.dtype, self.mean_norm_ema.dtype)
-                h = features.to(fdtype)
-                d = h.shape[1]
-                temperature = self.rep_temperature or REP_TEMPERATURE_PER_DIM * d
-                target = 2.0 * sbar.to(fdtype) if self.rep_target == "mean" else 0.0
-                rep = representation_margin(
-                    h,
-                    targets,
-                    self.num_classes,
-                    target=target,
-                    temperature=temperature,
-                    scale=REP_SCALE_PER_DIM * d / self.slots,
-                    layout=layout,
+                self.update_statistics(
+                    features, targets, layout, feature_absmax=feature_absmax, checked=checked, dense=dense
                 )
+            spreads, sbar = self.class_spreads()
+            gamma = self.margins(spreads).to(torch.promote_types(logits.dtype, self.mean_norm_ema.dtype))
+            ce = self.logit_term(logits, targets, gamma)
+            if self.lambda_rep > 0:
+                rep = self.representation_term(features, targets, sbar, layout=layout, dense=dense)
                 total = ce + self.lambda_rep * rep.to(ce.dtype)
             else:
                 rep = ce.new_zeros(())
@@ -397,6 +424,42 @@ class MR2Loss(LossBase):
             "stats_skipped": self._skipped if self._skipped is not None else _NO_SKIPS,
         }
         return total
+
+    def logit_term(self, logits: Tensor, targets: Tensor, gamma: Tensor) -> Tensor:
+        """The margin cross-entropy (``margin_form``) of logits (B, K) with margins gamma (K,)."""
+        z = logits.to(gamma.dtype)
+        if not self.logit_margins:
+            return F.cross_entropy(z, targets)
+        if self.margin_form == "temperature":
+            g = gamma.index_select(0, targets)
+            if self.stat_slots is not None:
+                # a class never seen has gamma = 0 here (the released code divides by it): its
+                # samples get scale 0, i.e. a constant log K and no gradient, instead of NaN
+                g = torch.where(g > 0, g, torch.inf)
+            return margin_cross_entropy(z, targets, scale=1.0 / g)
+        return margin_cross_entropy(z, targets, shift=gamma.index_select(0, targets))
+
+    def representation_term(
+        self,
+        features: Tensor,
+        targets: Tensor,
+        sbar: Tensor,
+        *,
+        layout: BatchLayout | None = None,
+        dense: bool = False,
+    ) -> Tensor:
+        """The representation margin (before ``lambda_rep``) of features (B, d); ``dense``: the
+        fixed-shape (B, B) route, else the pairs of ``layout`` (``batch_layout(targets)``)."""
+        h = features.to(torch.promote_types(features.dtype, self.mean_norm_ema.dtype))
+        d = h.shape[1]
+        options = {
+            "target": 2.0 * sbar.to(h.dtype) if self.rep_target == "mean" else 0.0,
+            "temperature": self.rep_temperature or REP_TEMPERATURE_PER_DIM * d,
+            "scale": REP_SCALE_PER_DIM * d / self.slots,
+        }
+        if dense:
+            return representation_margin_masked(h, targets, **options)
+        return representation_margin(h, targets, self.num_classes, layout=layout, **options)
 
     def extra_repr(self) -> str:
         return (

@@ -110,8 +110,10 @@ def _batch(gen, B, K, d, *, absent=(), scale=1.0):
 CONFIGS = list(itertools.product([2.0, 5.0], ["temperature", "additive"], ["mean", "zero"]))
 
 
+@pytest.mark.parametrize("layout", ["compact", "dense"])
 @pytest.mark.parametrize(("norm_p", "margin_form", "rep_target"), CONFIGS)
-def test_mr2_equals_naive_definition_over_steps(norm_p, margin_form, rep_target):
+def test_mr2_equals_naive_definition_over_steps(norm_p, margin_form, rep_target, layout):
+    """Both layouts (sorted and compacted; fixed shapes for a GPU) equal the definition."""
     K, d = 6, 5
     opts = dict(
         lambda_rep=0.3,
@@ -122,7 +124,7 @@ def test_mr2_equals_naive_definition_over_steps(norm_p, margin_form, rep_target)
         rep_target=rep_target,
         rep_temperature=None,
     )
-    loss = MR2Loss(K, **opts).double()
+    loss = MR2Loss(K, **opts, layout=layout).double()
     naive = NaiveMR2(K, **opts)
     gen = torch.Generator().manual_seed(7)
     # scale 5: distances well above 10 d, so the exponentials are far from 1 (a real test of the LSE)
