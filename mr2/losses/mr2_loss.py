@@ -49,6 +49,12 @@ __all__ = ["MR2Loss", "MARGIN_FORMS", "REP_TARGETS", "LAYOUTS", "SPREAD_FLOOR", 
 
 MARGIN_FORMS = ("temperature", "additive")
 LAYOUTS = ("auto", "compact", "dense")
+# layout="auto" on a CPU: the fixed-shape route up to this many classes. There the compact route reads
+# its pair distances off the B x B Gram matrix anyway (balanced labels give about B^2 / (2K) pairs,
+# above the B^2 / 32 of DENSE_PAIR_FRACTION), so the fixed shapes cost the same arithmetic in fewer
+# operations (no sort, no pair list): a small-CNN training step with MR2 at K = 10 is 2-3% faster
+# (docs/losses.md). With more classes the pairs are few and the compact route is cheaper.
+DENSE_MAX_CLASSES_CPU = 16
 REP_TARGETS = ("mean", "zero")
 # Spreads are floored at SPREAD_FLOOR * max_k a_k before the margin rule: a class whose features are
 # all zero (dead ReLUs) would otherwise get gamma = 0 and a division by zero in the temperature form.
@@ -92,9 +98,10 @@ class MR2Loss(LossBase):
             at many classes, but its tensor sizes depend on the labels, which a GPU must read back
             (a synchronisation per step). ``"dense"``: fixed shapes, (K, .) statistics with a mask of
             the present classes and a (B, B) same-class mask for the representation term, no
-            read-back. ``"auto"`` (default): dense on a GPU, compact on a CPU (bit for bit the loss as
-            it was before the option existed). The two give the same numbers up to float summation
-            order in the representation term (the statistics bit for bit on CPU).
+            read-back. ``"auto"`` (default): dense on a GPU, and on a CPU up to
+            ``DENSE_MAX_CLASSES_CPU`` = 16 classes (where it is also faster); compact otherwise. The
+            two give the same numbers up to float summation order in the representation term (the
+            statistics bit for bit on CPU).
         check_values: check inputs for NaN/inf and labels out of range (one device sync per step),
             and warn when a batch statistic is not finite.
         check_every: check the values on every N-th call only (None: every call); the calls between
@@ -202,7 +209,7 @@ class MR2Loss(LossBase):
         """Whether a batch on ``device`` takes the fixed-shape route (``layout``)."""
         if self.layout != "auto":
             return self.layout == "dense"
-        return device.type != "cpu"
+        return device.type != "cpu" or self.num_classes <= DENSE_MAX_CLASSES_CPU
 
     @torch.no_grad()
     def update_statistics(

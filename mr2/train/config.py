@@ -36,7 +36,8 @@ SCHEDULES = ("cosine", "constant")
 SELECT_METRICS = SELECTION_RULES  # best overall val accuracy, best worst-class val accuracy, last epoch
 _SAFE_NAME = re.compile(r"(?!\.{1,2}$)[A-Za-z0-9._-]+")
 # config fields that may differ when a run is resumed: they do not change the numbers
-RESUME_FREE_FIELDS = frozenset({"data_dir", "log_every", "device"})
+# (compile: how the steps run, like device; a run recorded before the field existed still matches)
+RESUME_FREE_FIELDS = frozenset({"data_dir", "log_every", "device", "compile"})
 
 
 @dataclass
@@ -96,6 +97,7 @@ class TrainConfig:
     amp: bool = True  # autocast (bf16 where supported, else fp16 + grad scaling); GPU only
     channels_last: bool = True  # channels-last memory format (about 2x faster small convs on CPU too)
     deterministic: bool = False  # ask torch for deterministic kernels (slower on GPU)
+    compile: bool = False  # torch.compile the network for the training steps (GPU; minutes to compile)
     log_every: int = 20  # steps between NaN checks and progress-bar updates
 
     def __post_init__(self) -> None:
@@ -151,7 +153,7 @@ def validate_config(cfg: TrainConfig) -> None:
     check_real("warmup_epochs", cfg.warmup_epochs, low=0.0)
     check_real("val_fraction", cfg.val_fraction, low=0.0, high=1.0, low_open=True, high_open=True)
     for name in ("pretrained", "freeze_backbone", "difficulty_from_val", "hflip", "amp", "channels_last",
-                 "deterministic", "save_model"):  # fmt: skip
+                 "deterministic", "save_model", "compile"):  # fmt: skip
         if not isinstance(getattr(cfg, name), bool):
             raise bad(name, getattr(cfg, name), "true or false")
     if not isinstance(cfg.loss_options, dict):
