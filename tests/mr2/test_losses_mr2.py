@@ -16,7 +16,7 @@ import torch
 from mr2.losses import MR2Loss, make_loss
 from mr2.losses.layout import batch_layout, same_class_pairs
 from mr2.losses.reference import LoopMR2Loss
-from mr2.losses.representation import representation_margin
+from mr2.losses.representation import representation_margin, representation_margin_masked
 
 ATOL = 1e-10  # float64: loss and gradients of the vectorised loss against the naive reference
 N_STEPS = 4  # training steps compared per configuration (the EMA state carries over)
@@ -165,14 +165,21 @@ def test_mr2_rep_temperature_and_large_distances_do_not_overflow():
     assert torch.isfinite(value)
 
 
-@pytest.mark.parametrize("dense", [False, True])
-def test_representation_routes_and_single_sample_classes(dense):
-    """Both distance routes equal the per-class definition; singleton classes add exactly 0."""
+def _rep(route, h, y, K, **kw):
+    if route == "masked":  # the fixed-shape (B, B) route of layout="dense"
+        return representation_margin_masked(h, y, **kw)
+    return representation_margin(h, y, K, dense=route == "gram", **kw)
+
+
+@pytest.mark.parametrize("route", ["pairs", "gram", "masked"])
+def test_representation_routes_and_single_sample_classes(route):
+    """Every distance route equals the per-class definition; singleton classes add exactly 0."""
     gen = torch.Generator().manual_seed(11)
     h = torch.randn(9, 4, generator=gen, dtype=torch.float64, requires_grad=True)
     y = torch.tensor([0, 0, 0, 1, 2, 2, 3, 4, 4])  # classes 1 and 3 are singletons, 5 is absent
     K = 6
-    ours = representation_margin(h, y, K, target=1.2, temperature=0.7, scale=0.9, dense=dense)
+    kw = {"target": 1.2, "temperature": 0.7, "scale": 0.9}
+    ours = _rep(route, h, y, K, **kw)
     ref = 0.0
     for k in range(K):
         rows = (y == k).nonzero().flatten().tolist()
@@ -181,13 +188,14 @@ def test_representation_routes_and_single_sample_classes(dense):
             ref = ref + torch.log(1 + sum(terms, h.new_zeros(()))) / len(rows)
     ref = 0.9 * ref
     assert abs(ours.item() - ref.item()) < ATOL
-    assert torch.autograd.gradcheck(
-        lambda x: representation_margin(x, y, K, target=1.2, temperature=0.7, scale=0.9, dense=dense), (h,)
-    )
+    assert torch.autograd.gradcheck(lambda x: _rep(route, x, y, K, **kw), (h,))
     # removing the singletons changes nothing
     keep = torch.tensor([0, 1, 2, 4, 5, 7, 8])
-    sub = representation_margin(h[keep], y[keep], K, target=1.2, temperature=0.7, scale=0.9, dense=dense)
+    sub = _rep(route, h[keep], y[keep], K, **kw)
     assert abs(sub.item() - ours.item()) < ATOL
+    # no pair at all (every class a singleton): exactly 0, and a zero gradient
+    alone = _rep(route, h[:3], torch.tensor([0, 1, 2]), K, **kw)
+    assert alone.item() == 0.0
 
 
 def test_same_class_pairs_lists_each_pair_once():
