@@ -15,8 +15,9 @@ Three parts, all in one process:
 2. **Breakdown** of one MR² step (and CE's, for reference) into phases timed one by one: the model's
    forward, the input check (the host read-back), the statistics, the margins, the logit term, the
    representation term, the loss's backward, the model's backward and the optimiser step; and the
-   number of operations per step that would make a GPU wait (``mr2.host_syncs``), both as configured on
-   this device and as the training loop configures a GPU.
+   number of operations in a steady-state step that would make a GPU wait (``mr2.host_syncs``), both
+   as configured on this device and as the training loop configures a GPU (there the loss's value
+   check, one read-back, comes every ``log_every`` steps; the step counted falls between two).
 3. **Throughput**: images per second of a real ``mr2 train`` epoch (``_train_epoch``: batching,
    augmentation, normalisation, the loss, the NaN checks and the progress accounting; on the real
    dataset) against the pure step time of part 1; the difference is what the data pipeline costs.
@@ -223,9 +224,10 @@ def time_steps(
 
 
 def count_step_syncs(t: Trainee, x: Any, y: Any, *, gpu_config: bool) -> int:
-    """Operations that would synchronise a GPU in one steady-state step of ``t`` (``mr2.host_syncs``);
-    ``gpu_config``: with the loss as the training loop configures it on a GPU (fixed-shape layout,
-    value checks every ``log_every`` steps), on whatever device ``t`` is."""
+    """Operations that would synchronise a GPU (``mr2.host_syncs``) in one steady-state step of ``t``
+    that falls between two of its loss's scheduled value checks (with ``check_every`` = 1, every step
+    checks: one read-back). ``gpu_config``: with the loss as the training loop configures it on a GPU
+    (fixed-shape layout, value checks every ``log_every`` steps), on whatever device ``t`` is."""
     import copy
 
     from mr2.host_syncs import count_host_syncs
@@ -235,7 +237,9 @@ def count_step_syncs(t: Trainee, x: Any, y: Any, *, gpu_config: bool) -> int:
         if hasattr(t.loss, "layout"):
             t.loss.layout = "dense"
         t.loss.check_every = t.loss.check_every or t.cfg.log_every
-        train_step(t, x, y)  # the first call checks its values: steady state starts after it
+    every = t.loss.check_every or 1
+    if every > 1:
+        t.loss._calls = 1  # the next call is not a scheduled check (those come every ``every`` calls)
     with count_host_syncs() as counter:
         train_step(t, x, y)
     return counter.total
