@@ -49,12 +49,12 @@ __all__ = ["MR2Loss", "MARGIN_FORMS", "REP_TARGETS", "LAYOUTS", "SPREAD_FLOOR", 
 
 MARGIN_FORMS = ("temperature", "additive")
 LAYOUTS = ("auto", "compact", "dense")
-# layout="auto" on a CPU: the fixed-shape route up to this many classes. There the compact route reads
-# its pair distances off the B x B Gram matrix anyway (balanced labels give about B^2 / (2K) pairs,
-# above the B^2 / 32 of DENSE_PAIR_FRACTION), so the fixed shapes cost the same arithmetic in fewer
-# operations (no sort, no pair list): a small-CNN training step with MR2 at K = 10 is 2-3% faster
-# (docs/losses.md). With more classes the pairs are few and the compact route is cheaper.
-DENSE_MAX_CLASSES_CPU = 16
+# layout="auto" on a CPU: the fixed-shape route up to this many classes. With few classes the pairs
+# are many (about B^2 / (2K) with balanced labels), the compact route reads their distances off the
+# B x B Gram matrix anyway, and the fixed shapes cost the same arithmetic in fewer operations (no
+# sort, no pair list). Measured in one process (CPU time, one thread, docs/losses.md): the loss alone
+# is 3-30% faster at K = 10 and 20, 4-11% slower at K = 32 and 50, 1.5-3x slower at K = 100-1000.
+DENSE_MAX_CLASSES_CPU = 24
 REP_TARGETS = ("mean", "zero")
 # Spreads are floored at SPREAD_FLOOR * max_k a_k before the margin rule: a class whose features are
 # all zero (dead ReLUs) would otherwise get gamma = 0 and a division by zero in the temperature form.
@@ -99,7 +99,7 @@ class MR2Loss(LossBase):
             (a synchronisation per step). ``"dense"``: fixed shapes, (K, .) statistics with a mask of
             the present classes and a (B, B) same-class mask for the representation term, no
             read-back. ``"auto"`` (default): dense on a GPU, and on a CPU up to
-            ``DENSE_MAX_CLASSES_CPU`` = 16 classes (where it is also faster); compact otherwise. The
+            ``DENSE_MAX_CLASSES_CPU`` = 24 classes (where it is also faster); compact otherwise. The
             two give the same numbers up to float summation order in the representation term (the
             statistics bit for bit on CPU).
         check_values: check inputs for NaN/inf and labels out of range (one device sync per step),
@@ -269,13 +269,20 @@ class MR2Loss(LossBase):
                 self._warn_non_finite(idx, finite if ok is None else finite | ~ok, feature_absmax)
             self._skipped = (~finite if ok is None else ok & ~finite).sum()
             ok = finite if ok is None else ok & finite
-        olds = [ema if idx is None else ema.index_select(0, idx) for ema, _ in updates]
         seen_before = self.observations if idx is None else self.observations.index_select(0, idx)
         # weight of the new value: 1 on a class's first observation (initialise), 1 - decay after
         w = torch.where(seen_before == 0, h.new_ones(()), h.new_full((), 1.0 - self.ema_decay))
+        if idx is None:  # dense: every class, in place; a class left out has weight 0
+            w = torch.where(ok, w, 0.0)
+            for ema, new in updates:
+                if guard:  # a skipped class's statistic may be inf: 0 * inf would be NaN
+                    new = torch.where(ok.view(-1, *[1] * (new.ndim - 1)), new, ema)
+                ema.add_((w if ema.ndim == 1 else w[:, None]) * (new - ema))  # = decay ema + (1 - decay) new
+            self.observations.add_(ok)
+            return
+        olds = [ema.index_select(0, idx) for ema, _ in updates]
         if ok is not None:
-            # a class left out (absent, or skipped) gets weight 0 on its own old value: exactly
-            # unchanged, and no inf * 0
+            # a skipped class gets weight 0 on its own old value: exactly unchanged, and no inf * 0
             w = torch.where(ok, w, 0.0)
             updates = [
                 (ema, torch.where(ok.view(-1, *[1] * (new.ndim - 1)), new, old))
@@ -283,16 +290,8 @@ class MR2Loss(LossBase):
             ]
         for (ema, new), old in zip(updates, olds, strict=True):
             wk = w if ema.ndim == 1 else w[:, None]
-            value = old + wk * (new - old)  # = decay * old + (1 - decay) * new
-            if idx is None:
-                ema.copy_(value)
-            else:
-                ema.index_copy_(0, idx, value)
-        observed = seen_before + (1 if ok is None else ok.long())
-        if idx is None:
-            self.observations.copy_(observed)
-        else:
-            self.observations.index_copy_(0, idx, observed)
+            ema.index_copy_(0, idx, old + wk * (new - old))  # = decay * old + (1 - decay) * new
+        self.observations.index_copy_(0, idx, seen_before + (1 if ok is None else ok.long()))
 
     def _warn_non_finite(self, classes: Tensor | None, ok: Tensor, feature_absmax: float | None) -> None:
         # ``classes``: the class of each entry of ``ok`` (None: entry k is class k)
@@ -345,8 +344,11 @@ class MR2Loss(LossBase):
             seen=seen,
             norm_p=self.norm_p,
         )
-        a = torch.where(seen, stat, 0.0)
-        spread_sum = torch.where(seen, self.spread_ema, 0.0).sum()
+        if self.statistic in VECTOR_STATISTICS:  # their values at unseen classes are meaningless
+            a = torch.where(seen, stat, 0.0)
+            spread_sum = torch.where(seen, self.spread_ema, 0.0).sum()
+        else:  # an EMA is written only when its class is observed: 0 at the unseen ones already
+            a, spread_sum = stat, self.spread_ema.sum()
         if self.stat_slots is None:
             a = torch.where(seen, a, a.sum() / n_seen)
             sbar = spread_sum / n_seen

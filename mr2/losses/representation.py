@@ -148,26 +148,29 @@ class _MaskedRepresentationMargin(torch.autograd.Function):
     excluded), with x_ij = (||h_i - h_j||^2 - target) / T; the analytic backward of
     ``_RepresentationMargin`` written for the full matrix: with W_ij = M_ij exp(x_ij - m_i) / (s_i n_i),
     C = (scale / T) (W + W^T) is d out / d D_ij for the unordered pair, and the gradient is
-    2 (rowsum(C) h - C h)."""
+    2 (rowsum(C) h - C h).
+
+    The "1 +" inside the log is the diagonal: row i holds x_ij at its same-class columns, 0 = log 1 at
+    column i and -inf elsewhere, so one row-wise log-sum-exp gives log(1 + sum_j exp(x_ij)), with a
+    row maximum m_i >= 0 that is finite even for a sample alone in its class."""
 
     @staticmethod
     def forward(ctx, features, targets, target, temperature, scale):  # noqa: ANN001
-        same = targets.unsqueeze(1) == targets.unsqueeze(0)  # (B, B), diagonal included
-        n = same.sum(dim=1).to(features.dtype)  # n_k of each sample's class
-        same.fill_diagonal_(False)
+        other = targets.unsqueeze(1) != targets.unsqueeze(0)  # (B, B): a pair of different classes
+        n = other.shape[1] - other.sum(dim=1, dtype=features.dtype)  # n_k of each sample's class
         sq = (features * features).sum(dim=1)
         # D_ij = ||h_i||^2 + ||h_j||^2 - 2 <h_i, h_j> in one addmm; then in place: one (B, B)
-        # temporary holds D, x and the masked x
+        # temporary holds D, x, the masked x and its exponentials
         x = torch.addmm(sq.unsqueeze(1) + sq.unsqueeze(0), features, features.t(), beta=1.0, alpha=-2.0)
-        x = x.clamp_min_(0.0).sub_(target).div_(temperature).masked_fill_(~same, -torch.inf)
-        # the "1 +" inside the log is exp(0): the row maximum starts at 0 (so m is finite even for a
-        # sample alone in its class, whose row is all -inf and adds exp(-inf) = 0)
-        m = x.amax(dim=1).clamp_min_(0.0)
+        x = x.clamp_min_(0.0).sub_(target).div_(temperature).masked_fill_(other, -torch.inf)
+        x.diagonal().zero_()
+        m = x.amax(dim=1)
         e = x.sub_(m.unsqueeze(1)).exp_()
-        s = torch.exp(-m) + e.sum(dim=1)
+        s = e.sum(dim=1)
         out = scale * ((m + torch.log(s)) / n).sum()
         if ctx.needs_input_grad[0]:
             w = e.div_((s * n).unsqueeze(1))
+            w.diagonal().zero_()  # the constant "1" has no gradient
             ctx.save_for_backward(features, (w + w.t()).mul_(scale / temperature))
         return out
 

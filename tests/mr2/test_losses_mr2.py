@@ -376,3 +376,27 @@ def test_sq_norm_matches_vector_norm(p):
     torch.testing.assert_close(sq_norm(x, p), ref, rtol=1e-12, atol=0)
     assert torch.equal(x, kept)  # not in place unless asked
     torch.testing.assert_close(sq_norm(x.clone(), p, inplace=True), ref, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("fused_max", [0, 10_000])  # the hand-written route, the fused one
+@pytest.mark.parametrize("K", [7, 300])
+def test_margin_cross_entropy_routes_equal_the_formula(monkeypatch, fused_max, K):
+    from mr2.losses import margin_ce
+
+    monkeypatch.setattr(margin_ce, "FUSED_MAX_CLASSES_CPU", fused_max)
+    gen = torch.Generator().manual_seed(4)
+    z = 3.0 * torch.randn(13, K, generator=gen, dtype=torch.float64)
+    y = torch.randint(K, (13,), generator=gen)
+    r = 0.2 + torch.rand(13, generator=gen, dtype=torch.float64)
+    m = torch.rand(13, generator=gen, dtype=torch.float64)
+    for scale, shift in ((r, None), (None, m), (r, m)):
+        z1, z2 = z.clone().requires_grad_(), z.clone().requires_grad_()
+        ours = margin_ce.margin_cross_entropy(z1, y, scale=scale, shift=shift)
+        s = z2 * (1.0 if scale is None else scale[:, None])
+        if shift is not None:
+            s = s - shift[:, None] * torch.nn.functional.one_hot(y, K)
+        ref = -torch.log_softmax(s, dim=1).gather(1, y[:, None]).mean()
+        ours.backward()
+        ref.backward()
+        assert abs(ours.item() - ref.item()) < ATOL
+        torch.testing.assert_close(z1.grad, z2.grad, rtol=0, atol=ATOL)
