@@ -17,8 +17,8 @@
 #
 # Runs from any folder (it changes to the repository root) with PYTHONPATH set to the root; installs
 # nothing; needs python3 with torch (CUDA), pandas, seaborn, scikit-learn, scipy, sympy, tqdm, pytest
-# (PYTHON=... to use another interpreter). Fashion-MNIST is read through MR2_DATA (default
-# ./data): before sending the tree to the GPU machine,
+# (PYTHON=... to use another interpreter), and bash, awk, tar. Fashion-MNIST is read through MR2_DATA
+# (default ./data): before sending the tree to the GPU machine,
 #   mkdir -p data/fashion-mnist && cp /usr/share/datasets/fashion-mnist/*.gz data/fashion-mnist/
 # (data/ is ignored by git: name it in the device tool's `carry`). Exits non-zero when a step fails.
 set -uo pipefail
@@ -32,7 +32,7 @@ while [[ $# -gt 0 ]]; do
     --dry-run) DRY=1 ;;
     --epochs) EPOCHS="${2:?--epochs needs a number}"; shift ;;
     --budget) BUDGET="${2:?--budget needs seconds}"; shift ;;
-    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     -*) echo "device-check: unknown option $1 (see --help)" >&2; exit 2 ;;
     *) OUT_DIR="$1" ;;
   esac
@@ -67,7 +67,7 @@ step() {
   t1=$(date +%s.%N)
   cat "$OUT_DIR/logs/$name.log" >> "$LOG"
   tail -n 15 "$OUT_DIR/logs/$name.log"
-  printf '%s\t%s\t%.1f\n' "$name" "$rc" "$(echo "$t1 - $t0" | bc)" >> "$STEPS"
+  awk -v n="$name" -v rc="$rc" -v a="$t0" -v b="$t1" 'BEGIN { printf "%s\t%s\t%.1f\n", n, rc, b - a }' >> "$STEPS"
   echo "=== $name: exit $rc" | tee -a "$LOG"
   return $rc
 }
@@ -84,7 +84,7 @@ if [[ $DRY == 1 ]]; then
   EPOCHS=${EPOCHS:-1}
 else
   DEVICE=cuda
-  TEST_ARGS=(-q -m cuda -p no:cacheprovider tests)
+  TEST_ARGS=(-q -m cuda -p no:cacheprovider tests/mr2)
   LOSS_ARGS=(--device cuda --amp)
   TRAIN_ARGS=(--device cuda)
   STUDY_ARGS=(--device cuda)

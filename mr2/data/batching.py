@@ -12,6 +12,8 @@ themselves need no host-to-device copy, each of which would stall the GPU's queu
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 import torch.nn.functional as F
 
@@ -91,7 +93,7 @@ class AugmentationPlan:
     ) -> None:  # fmt: skip
         self.dy, self.dx, self.flip = dy, dx, flip
         self.sizes = list(sizes)
-        self.starts = [sum(self.sizes[:i]) for i in range(len(self.sizes))]
+        self.starts = [0, *itertools.accumulate(self.sizes)][:-1]
         self.crop_padding = crop_padding
 
     @classmethod
