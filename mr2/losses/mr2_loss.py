@@ -50,11 +50,12 @@ __all__ = ["MR2Loss", "MARGIN_FORMS", "REP_TARGETS", "LAYOUTS", "SPREAD_FLOOR", 
 MARGIN_FORMS = ("temperature", "additive")
 LAYOUTS = ("auto", "compact", "dense")
 # layout="auto" on a CPU: the fixed-shape route up to this many classes. With few classes the pairs
-# are many (about B^2 / (2K) with balanced labels), the compact route reads their distances off the
-# B x B Gram matrix anyway, and the fixed shapes cost the same arithmetic in fewer operations (no
-# sort, no pair list). Measured in one process (CPU time, one thread, docs/losses.md): the loss alone
-# is 3-30% faster at K = 10 and 20, 4-11% slower at K = 32 and 50, 1.5-3x slower at K = 100-1000.
-DENSE_MAX_CLASSES_CPU = 24
+# are many (about B^2 / (2K) with balanced labels, above the B^2 / 32 of DENSE_PAIR_FRACTION below
+# K = 16), the compact route reads their distances off the B x B Gram matrix anyway, and the fixed
+# shapes cost the same arithmetic in fewer operations (no sort, no pair list). Measured in one
+# process (CPU time, one thread, docs/losses.md): the loss alone is 4-15% faster at K = 10, about
+# even at K = 20, slower from K = 32 (1.3-3x at K = 100-1000).
+DENSE_MAX_CLASSES_CPU = 16
 REP_TARGETS = ("mean", "zero")
 # Spreads are floored at SPREAD_FLOOR * max_k a_k before the margin rule: a class whose features are
 # all zero (dead ReLUs) would otherwise get gamma = 0 and a division by zero in the temperature form.
@@ -99,7 +100,7 @@ class MR2Loss(LossBase):
             (a synchronisation per step). ``"dense"``: fixed shapes, (K, .) statistics with a mask of
             the present classes and a (B, B) same-class mask for the representation term, no
             read-back. ``"auto"`` (default): dense on a GPU, and on a CPU up to
-            ``DENSE_MAX_CLASSES_CPU`` = 24 classes (where it is also faster); compact otherwise. The
+            ``DENSE_MAX_CLASSES_CPU`` = 16 classes (where it is also faster); compact otherwise. The
             two give the same numbers up to float summation order in the representation term (the
             statistics bit for bit on CPU).
         check_values: check inputs for NaN/inf and labels out of range (one device sync per step),
