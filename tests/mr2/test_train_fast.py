@@ -29,11 +29,13 @@ from mr2.train.runtime import epoch_generator
 # and the loss's value check (check_every = log_every)
 EPOCH_LEVEL_SYNCS = 3
 SYNCS_PER_CHECK = 2
+MIN_ACCURACY = 0.5  # digits after 3 short epochs with crop and flip; chance is 0.1
 
 
 def _sync_bound(steps: int, log_every: int) -> int:
     return EPOCH_LEVEL_SYNCS + SYNCS_PER_CHECK * (math.ceil(steps / log_every) + 1)
-MIN_ACCURACY = 0.5  # digits after 3 short epochs with crop and flip; chance is 0.1
+
+
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
