@@ -477,5 +477,5 @@ class MR2Loss(LossBase):
             f"norm_p={self.norm_p}, margin_form={self.margin_form!r}, mean_margin={self.mean_margin}, "
             f"rep_target={self.rep_target!r}, rep_temperature={self.rep_temperature}, "
             f"logit_margins={self.logit_margins}, statistic={self.statistic!r}, "
-            f"exponent={self.exponent:.6g}, stat_slots={self.stat_slots}"
+            f"exponent={self.exponent:.6g}, stat_slots={self.stat_slots}, layout={self.layout!r}"
         )

@@ -228,3 +228,36 @@ def test_cuda_training_epoch_synchronises_only_at_its_checks(tmp_path, loss):
     assert steps >= 3 * bound
     assert len(syncs) <= bound, [str(w.message) for w in syncs][:5]
     assert fast.training_net(s) is s.net  # compile is off by default
+
+
+@pytest.mark.cuda
+@needs_cuda
+@pytest.mark.parametrize("loss", ["ce", "mr2", "mr2-separation"])
+def test_cuda_training_steps_do_not_synchronise(tmp_path, loss):
+    """Steps as the loop takes them on a GPU (the epoch's feed, the loss checked every log_every
+    calls), between two scheduled checks, under sync debug mode "error"."""
+    options = {"loss.statistic": "separation"} if loss == "mr2-separation" else {}
+    cfg = _cfg("mr2" if loss == "mr2-separation" else loss, epochs=1, batch_size=16, device="cuda", **options)
+    s = loop._open(cfg, loop.RunPaths(tmp_path), resume=False, feature_cache=False)
+    fast.configure_value_checks(s)
+    feed = fast.EpochFeed(s, 0)
+    s.model.train()
+
+    def step(i):
+        idx = feed.batches[i]
+        with torch.autocast("cuda", dtype=s.amp_dtype, enabled=s.amp_dtype is not None):
+            logits, feats = s.net(feed.images(i, idx))
+        value = s.loss_fn(logits.float(), feats.float(), s.y_train.index_select(0, idx))
+        s.optimizer.zero_grad(set_to_none=True)
+        value.backward()
+        s.optimizer.step()
+
+    step(0)  # the loss's first call checks its values
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for i in range(1, min(6, cfg.log_every)):
+            step(i)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    torch.cuda.synchronize()
