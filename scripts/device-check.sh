@@ -7,13 +7,17 @@
 #   device-check.log   every step's output, in order
 #   results.tar.gz     bench/ (CSV + JSON), runs/ (config, log, metrics of every run; no checkpoints),
 #                      report/ (report.md, summary.csv, plots), logs/ (one log per step)
+#   steps.tsv, study_epochs.txt   each step's exit code and seconds; the study's epochs
+# (the folders themselves are removed once archived, so that a handful of files comes back from a
+# device machine; --keep-files keeps them)
 #
-# Usage: scripts/device-check.sh [OUT_DIR] [--epochs N] [--budget SECONDS] [--dry-run]
+# Usage: scripts/device-check.sh [OUT_DIR] [--epochs N] [--budget SECONDS] [--dry-run] [--keep-files]
 #   --epochs N   epochs of the study (default: as many of the preset's 30 as fit the budget, judged
 #                from the throughput that `mr2 bench train` measured just before; the summary says so)
 #   --budget S   seconds for the whole check (default 480)
 #   --dry-run    every step at tiny size on the CPU (digits, 1 epoch, a few repetitions): checks that
 #                the script works, in well under a minute; its figures mean nothing
+#   --keep-files keep bench/, runs/, report/ and logs/ beside the archive
 #
 # Runs from any folder (it changes to the repository root) with PYTHONPATH set to the root; installs
 # nothing; needs python3 with torch (CUDA), pandas, seaborn, scikit-learn, scipy, sympy, tqdm, pytest
@@ -24,12 +28,14 @@
 set -uo pipefail
 
 DRY=0
+KEEP=0
 EPOCHS=""
 BUDGET=480
 OUT_DIR=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --dry-run) DRY=1 ;;
+    --keep-files) KEEP=1 ;;
     --epochs) EPOCHS="${2:?--epochs needs a number}"; shift ;;
     --budget) BUDGET="${2:?--budget needs seconds}"; shift ;;
     -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
@@ -211,11 +217,12 @@ fi
 
 # what comes back: the summary, the log and one archive (checkpoints and weights left out: ~90 MB a run)
 find "$OUT_DIR/runs" \( -name checkpoint.pt -o -name model.pt \) -delete 2>/dev/null
-tar -czf "$OUT_DIR/results.tar.gz" -C "$OUT_DIR" $(cd "$OUT_DIR" && ls -d bench runs report logs steps.tsv study_epochs.txt 2>/dev/null)
+tar -czf "$OUT_DIR/results.tar.gz" -C "$OUT_DIR" $(cd "$OUT_DIR" && ls -d bench runs report logs steps.tsv study_epochs.txt 2>/dev/null) \
+  && [[ $KEEP == 0 ]] && rm -rf "$OUT_DIR/bench" "$OUT_DIR/runs" "$OUT_DIR/report" "$OUT_DIR/logs"
 
 FAILED=$(awk -F'\t' '$2 != 0' "$STEPS" | wc -l)
 if [[ $FAILED != 0 || $SUMMARY_RC != 0 ]]; then
-  echo "device-check: $FAILED step(s) failed (see $OUT_DIR/summary.txt and $OUT_DIR/logs/)" >&2
+  echo "device-check: $FAILED step(s) failed (see summary.txt, device-check.log and logs/ in results.tar.gz under $OUT_DIR)" >&2
   exit 1
 fi
 echo "device-check: every step passed; results in $OUT_DIR"
