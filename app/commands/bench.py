@@ -1,17 +1,18 @@
-"""``mr2 bench {theory,sims,loss}``: speed benchmarks, each printed as a table and saved as CSV."""
+"""``mr2 bench {theory,sims,loss,train}``: speed benchmarks, each printed as a table and saved as CSV."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 
-HELP = "speed benchmarks: ratios measured in one process, printed and saved (theory, sims, loss)"
+HELP = "speed benchmarks: ratios measured in one process, printed and saved (theory, sims, loss, train)"
 
 # target -> module with main(argv: list[str] | None) -> int
 TARGETS = {
     "theory": "theory.bench",
     "sims": "sims.bench",
     "loss": "mr2.bench_loss",
+    "train": "mr2.bench_train",
 }
 
 

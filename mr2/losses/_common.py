@@ -3,6 +3,11 @@
 The interface (``docs/CONTRACTS.md``): ``forward(logits (B, K), features (B, d), targets (B,))`` returns
 a scalar, ``on_epoch_start(epoch)`` runs a schedule (a no-op by default), and ``last`` holds the last
 step's components, detached, for logging.
+
+Value checks (NaN/inf inputs, labels out of range) read one small tensor back from the device, which
+on a GPU is a synchronisation per step. ``check_every=N`` checks every N-th call only (the first
+included), so the steps between run without any read-back; the training loop sets N = ``log_every``
+on a GPU, where its own NaN check of the summed loss catches a divergence at the same interval.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ __all__ = [
     "check_batch",
     "check_num_classes",
     "check_class_counts",
+    "check_check_every",
     "check_in",
     "check_real",
     "distributed_world_size",
@@ -46,6 +52,15 @@ def check_class_counts(class_counts: Any, num_classes: int) -> Tensor:
     if not bool(torch.isfinite(n).all()) or bool((n <= 0).any()):
         raise bad("class_counts", class_counts, "finite counts > 0 (every class needs an example)")
     return n
+
+
+def check_check_every(check_every: Any) -> int | None:
+    """``check_every`` as None (every call, or what a training loop sets) or an int >= 1."""
+    if check_every is not None and (
+        isinstance(check_every, bool) or not isinstance(check_every, int) or check_every < 1
+    ):
+        raise bad("check_every", check_every, "None or an integer >= 1 (check the values every N calls)")
+    return check_every
 
 
 def _is_int_dtype(t: Tensor) -> bool:
@@ -126,14 +141,13 @@ def check_batch(
         # Every value check in one small read-back (a single device sync per step). min and max
         # propagate NaN and show +-inf, so one aminmax pass replaces an element-wise isfinite,
         # which costs twenty times more on CPU.
+        # One stack promotes every extreme to float64 (exact for float32 values and for labels below
+        # 2^53): five tensor operations and one read-back.
         with torch.no_grad():
-            parts = [
-                torch.stack(torch.aminmax(targets)).double(),
-                torch.stack(torch.aminmax(logits)).double(),
-            ]
+            parts = [*torch.aminmax(targets.double()), *torch.aminmax(logits)]
             if features is not None:
-                parts.append(torch.stack(torch.aminmax(features)).double())
-            low, high, *extremes = torch.cat(parts).tolist()
+                parts += torch.aminmax(features)
+            low, high, *extremes = torch.stack(parts).tolist()
         if not all(_finite(v) for v in extremes[:2]):
             raise bad("logits", logits, "finite values (found NaN or inf)")
         if not all(_finite(v) for v in extremes[2:]):
@@ -228,11 +242,23 @@ class LossBase(nn.Module):
 
     uses_features: bool = False
 
-    def __init__(self, num_classes: int, *, check_values: bool = True) -> None:
+    def __init__(
+        self, num_classes: int, *, check_values: bool = True, check_every: int | None = None
+    ) -> None:
         super().__init__()
         self.num_classes = check_num_classes(num_classes)
         self.check_values = bool(check_values)
+        self.check_every = check_check_every(check_every)
+        self._calls = 0  # calls so far (host counter for check_every; not state: it changes no number)
         self.last: dict[str, float | Tensor] = {}
+
+    def _values_checked_now(self) -> bool:
+        """Whether this call checks the input values (and so reads back from the device): every call
+        by default, every ``check_every``-th call (the first included) when that is set, never
+        without ``check_values``."""
+        due = self._calls % (self.check_every or 1) == 0
+        self._calls += 1
+        return self.check_values and due
 
     def forward(self, logits: Tensor, features: Tensor | None, targets: Tensor) -> Tensor:
         """Loss of one batch: logits (B, K), features (B, d), targets (B,) int64 -> scalar."""
@@ -242,7 +268,7 @@ class LossBase(nn.Module):
             targets,
             self.num_classes,
             need_features=self.uses_features,
-            check_values=self.check_values,
+            check_values=self._values_checked_now(),
         )
         self._follow_device(logits.device)
         return self._loss(logits, features, y)

@@ -55,6 +55,7 @@ class CDBLoss(LossBase):
         tau: exponent >= 0, or ``"dynamic"`` (the authors' default).
         min_difficulty: floor on 1 - acc_k, in (0, 1].
         check_values: check inputs for NaN/inf and labels out of range (one device sync per step).
+        check_every: check on every N-th call only (None: every call; ``mr2.losses._common``).
 
     Buffers: ``class_accuracy`` (K,), ``class_weights`` (K,), ``epoch_hits`` (K,), ``epoch_counts`` (K,).
     """
@@ -66,8 +67,9 @@ class CDBLoss(LossBase):
         tau: float | str = "dynamic",
         min_difficulty: float = MIN_DIFFICULTY,
         check_values: bool = True,
+        check_every: int | None = None,
     ) -> None:
-        super().__init__(num_classes, check_values=check_values)
+        super().__init__(num_classes, check_values=check_values, check_every=check_every)
         if tau != "dynamic":
             tau = check_real("tau", tau, low=0.0)
         self.tau = tau

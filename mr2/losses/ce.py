@@ -27,6 +27,7 @@ class CrossEntropyLoss(LossBase):
             (Cao et al. 2019, "CE-DRW"); None (default) disables it.
         beta: class-balanced weighting's beta in [0, 1) (0.9999, as in LDAM-DRW).
         check_values: check inputs for NaN/inf and labels out of range (one device sync per step).
+        check_every: check on every N-th call only (None: every call; ``mr2.losses._common``).
     """
 
     def __init__(
@@ -38,8 +39,9 @@ class CrossEntropyLoss(LossBase):
         drw_epoch: int | None = None,
         beta: float = 0.9999,
         check_values: bool = True,
+        check_every: int | None = None,
     ) -> None:
-        super().__init__(num_classes, check_values=check_values)
+        super().__init__(num_classes, check_values=check_values, check_every=check_every)
         self.label_smoothing = check_real(
             "label_smoothing", label_smoothing, low=0.0, high=1.0, high_open=True
         )

@@ -10,15 +10,18 @@ With p = 2, ``mean_norm + spread`` is a_k = ||mu_k||^2 + s_k^2 = (1/n_k) sum ||h
 the MR2 bound (docs/theory.md; docs/method.md, MR²'s margins); the official code uses p = 5.
 
 Classes are reduced with a sort by label (``layout``) and ``index_add``, never a loop, and only
-the C <= B classes present are touched, so the cost does not grow with K. Under ``torch.distributed``
-the per-class sums and counts (dense, (K, d + 1): every rank must reduce the same shape) are
-all-reduced before the means are taken, and the deviation sums of the globally present classes after,
-so every rank gets the statistics of the concatenated global batch.
+the C <= B classes present are touched, so the cost does not grow with K. Finding the present classes
+gives tensors whose size depends on the labels, which a GPU must report to the host (a
+synchronisation per step); :func:`dense_class_statistics` computes the same numbers over all K
+classes with fixed shapes and a mask of the present ones instead, with no read-back. Under
+``torch.distributed`` the per-class sums and counts (dense, (K, d + 1): every rank must reduce the same
+shape) are all-reduced before the means are taken, and the deviation sums of the globally present
+classes after, so every rank gets the statistics of the concatenated global batch.
 
 Overflow. ||x||_p^2 sums |x_i|^p, which overflows float32 long before the features do (p = 2 from
 |h| ~ 1e19, p = 5 from |h| ~ 1e7 at d = 512). The statistics are therefore computed on features scaled
 by an exact power of two, 2^-s, chosen from max |h| so that no intermediate can overflow
-(:func:`overflow_shift`), and the results are multiplied back by 2^(2s) in float64. A power of two
+(:func:`overflow_shift`), and the results are multiplied back by 2^s twice. A power of two
 changes no mantissa, so below the threshold (s = 0, every realistic feature scale) the numbers are
 bit for bit those of the unscaled computation, and the caller can skip the scaling altogether. Above
 it, a statistic that is itself beyond the dtype's range comes back as inf: the caller must not fold it
@@ -38,7 +41,9 @@ from mr2.losses.layout import BatchLayout, batch_layout
 
 __all__ = [
     "BatchClassStats",
+    "DenseClassStats",
     "batch_class_statistics",
+    "dense_class_statistics",
     "sq_norm",
     "overflow_shift",
     "overflow_scale",
@@ -58,6 +63,17 @@ class BatchClassStats:
     mean_norm: Tensor  # ||mu_k||_p^2
     spread: Tensor  # mean_i ||h_i - mu_k||_p^2
     means: Tensor | None = None  # (C, d) mu_k, when asked for (``with_means``)
+
+
+@dataclass(frozen=True)
+class DenseClassStats:
+    """Statistics of every class k < K in one batch; (K,) fields, zeros where ``present`` is False."""
+
+    present: Tensor  # bool, n_k > 0 in the (global) batch
+    counts: Tensor  # n_k (features' dtype)
+    mean_norm: Tensor  # ||mu_k||_p^2
+    spread: Tensor  # mean_i ||h_i - mu_k||_p^2
+    means: Tensor | None = None  # (K, d) mu_k, when asked for (``with_means``)
 
 
 def overflow_shift(norm_p: float, dtype: torch.dtype) -> int:
@@ -93,10 +109,14 @@ def overflow_scale_tensor(features: Tensor, norm_p: float, *, sync: bool = False
 
 
 def _unscale(stat: Tensor, scale: float | Tensor | None) -> Tensor:
-    """``stat`` / scale^2 in float64 (2^(2s) may exceed the dtype), back in ``stat``'s dtype."""
+    """``stat`` / scale^2, as (stat * 2^s) * 2^s: each product is exact (a power of two) and the first
+    can only overflow where the result does, so float32 and float64 need no wider type; 2^(2s) itself
+    may exceed the dtype and is never formed. Narrower dtypes go through float64."""
     if scale is None:
         return stat
     inv = 1.0 / scale  # exact: a power of two
+    if stat.dtype in (torch.float32, torch.float64):
+        return stat * inv * inv
     return (stat.double() * inv * inv).to(stat.dtype)
 
 
@@ -193,5 +213,52 @@ def batch_class_statistics(
         counts=counts,
         mean_norm=mean_norm,
         spread=_unscale(dev_sum / counts, scale),
+        means=mu if with_means else None,
+    )
+
+
+def dense_class_statistics(
+    features: Tensor,
+    targets: Tensor,
+    num_classes: int,
+    *,
+    norm_p: float = 2.0,
+    sync: bool = False,
+    scale: float | Tensor | None = None,
+    with_means: bool = False,
+) -> DenseClassStats:
+    """:func:`batch_class_statistics` over all K classes with fixed shapes: no sort, no compaction,
+    no read-back (a GPU step stays asynchronous). Arguments as there.
+
+    The present classes get the same numbers, bit for bit on CPU: the per-class sums and the
+    deviation sums accumulate in batch order either way, and a sample alone in its class adds an exact
+    0 (mu_k = h_i). Absent classes get zeros and ``present`` False. Costs O(K d) beside the O(B d) of
+    the batch, which is nothing on a GPU; on a CPU at large K the compact route is cheaper.
+    """
+    B, d = features.shape
+    if sync:
+        packed = features.new_zeros(num_classes, d + 1)
+        packed[:, :d].index_add_(0, targets, features)
+        packed[:, d].index_add_(0, targets, features.new_ones(B))
+        all_reduce_sum(packed)
+        sums, counts = packed[:, :d], packed[:, d]
+    else:
+        sums = features.new_zeros(num_classes, d).index_add_(0, targets, features)
+        counts = features.new_zeros(num_classes).index_add_(0, targets, features.new_ones(B))
+    present = counts > 0
+    n = counts.clamp_min(1.0)  # absent classes: 0 / 1 = 0, no NaN
+    mu = sums / n[:, None]
+    mean_norm = _unscale(sq_norm(mu, norm_p, scale=scale), scale)
+    centred = mu.index_select(0, targets).sub_(features)  # sign: irrelevant
+    dev_sum = features.new_zeros(num_classes).index_add_(
+        0, targets, sq_norm(centred, norm_p, inplace=True, scale=scale)
+    )
+    if sync:
+        all_reduce_sum(dev_sum)
+    return DenseClassStats(
+        present=present,
+        counts=counts,
+        mean_norm=mean_norm,
+        spread=_unscale(dev_sum / n, scale),
         means=mu if with_means else None,
     )

@@ -34,10 +34,18 @@ class FocalLoss(LossBase):
         num_classes: K >= 2.
         gamma: focusing parameter >= 0 (2 in Lin et al.; 0 is cross-entropy).
         check_values: check inputs for NaN/inf and labels out of range (one device sync per step).
+        check_every: check on every N-th call only (None: every call; ``mr2.losses._common``).
     """
 
-    def __init__(self, num_classes: int, *, gamma: float = 2.0, check_values: bool = True) -> None:
-        super().__init__(num_classes, check_values=check_values)
+    def __init__(
+        self,
+        num_classes: int,
+        *,
+        gamma: float = 2.0,
+        check_values: bool = True,
+        check_every: int | None = None,
+    ) -> None:
+        super().__init__(num_classes, check_values=check_values, check_every=check_every)
         self.gamma = check_real("gamma", gamma, low=0.0)
 
     def _loss(self, logits: Tensor, features: Tensor | None, targets: Tensor) -> Tensor:

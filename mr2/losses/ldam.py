@@ -121,6 +121,7 @@ class LDAMLoss(LossBase):
         drw_epoch: first epoch (0-based) of deferred re-weighting; None disables DRW.
         beta: class-balanced weighting's beta in [0, 1) (0.9999 in LDAM-DRW).
         check_values: check inputs for NaN/inf and labels out of range (one device sync per step).
+        check_every: check on every N-th call only (None: every call; ``mr2.losses._common``).
     """
 
     def __init__(
@@ -135,8 +136,9 @@ class LDAMLoss(LossBase):
         drw_epoch: int | None = None,
         beta: float = 0.9999,
         check_values: bool = True,
+        check_every: int | None = None,
     ) -> None:
-        super().__init__(num_classes, check_values=check_values)
+        super().__init__(num_classes, check_values=check_values, check_every=check_every)
         K = self.num_classes
         counts = (
             torch.ones(K, dtype=torch.float64)

@@ -10,14 +10,24 @@ allocation). Here the forward keeps exp(s - max) (computed in place) and the row
 gradient is written in closed form, d loss / d z_ij = r_i (softmax(s_i)_j - [j = y_i]) / B: one
 multiply and one scatter. At K = 1000 this costs what plain ``F.cross_entropy`` costs, where the
 division route costs about 40% more.
+
+With few classes the B x K tensors are small, every operation costs its fixed overhead, and PyTorch's
+fused ``cross_entropy`` on the scaled and shifted logits (three operations forward, three backward)
+beats the ten of the hand-written forward: on a CPU up to ``FUSED_MAX_CLASSES_CPU`` classes (measured,
+CPU time, one thread: 93 against 137 us at K = 10, 121 against 224 us at K = 100, B = 128; at K = 1000,
+B = 256, 1211 against 754 us), and always on a GPU, where fewer kernels is what counts. Both routes
+give the same loss and gradient up to float rounding.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["margin_cross_entropy"]
+__all__ = ["margin_cross_entropy", "FUSED_MAX_CLASSES_CPU"]
+
+FUSED_MAX_CLASSES_CPU = 128  # the fused route up to this K on a CPU (module docstring)
 
 
 class _MarginCE(torch.autograd.Function):
@@ -64,4 +74,9 @@ def margin_cross_entropy(
     """
     scale = None if scale is None else scale.detach().to(logits.dtype)
     shift = None if shift is None else shift.detach().to(logits.dtype)
+    if logits.device.type != "cpu" or logits.shape[1] <= FUSED_MAX_CLASSES_CPU:
+        s = logits if scale is None else logits * scale.unsqueeze(1)
+        if shift is not None:
+            s = s.scatter_add(1, targets.unsqueeze(1), -shift.unsqueeze(1))
+        return F.cross_entropy(s, targets)
     return _MarginCE.apply(logits, targets, scale, shift)

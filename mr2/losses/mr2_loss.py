@@ -42,16 +42,29 @@ from mr2.losses._common import (
     check_real,
     distributed_world_size,
 )
-from mr2.losses.class_stats import batch_class_statistics, overflow_scale, overflow_scale_tensor
+from mr2.losses.class_stats import (
+    batch_class_statistics,
+    dense_class_statistics,
+    overflow_scale,
+    overflow_scale_tensor,
+)
 from mr2.losses.layout import BatchLayout, batch_layout
 from mr2.losses.margin_ce import margin_cross_entropy
 from mr2.losses.margin_statistics import STATISTICS, VECTOR_STATISTICS, class_statistic, derangement
-from mr2.losses.representation import representation_margin
+from mr2.losses.representation import representation_margin, representation_margin_masked
 from theory import optimal_margins
 
-__all__ = ["MR2Loss", "MARGIN_FORMS", "REP_TARGETS", "SPREAD_FLOOR", "STATISTICS"]
+__all__ = ["MR2Loss", "MARGIN_FORMS", "REP_TARGETS", "LAYOUTS", "SPREAD_FLOOR", "STATISTICS"]
 
 MARGIN_FORMS = ("temperature", "additive")
+LAYOUTS = ("auto", "compact", "dense")
+# layout="auto" on a CPU: the fixed-shape route up to this many classes. With few classes the pairs
+# are many (about B^2 / (2K) with balanced labels, above the B^2 / 32 of DENSE_PAIR_FRACTION below
+# K = 16), the compact route reads their distances off the B x B Gram matrix anyway, and the fixed
+# shapes cost the same arithmetic in fewer operations (no sort, no pair list). Measured in one
+# process (CPU time, one thread, docs/losses.md): the loss alone is 4-15% faster at K = 10, about
+# even at K = 20, slower from K = 32 (1.3-3x at K = 100-1000).
+DENSE_MAX_CLASSES_CPU = 16
 REP_TARGETS = ("mean", "zero")
 # Spreads are floored at SPREAD_FLOOR * max_k a_k before the margin rule: a class whose features are
 # all zero (dead ReLUs) would otherwise get gamma = 0 and a division by zero in the temperature form.
@@ -96,8 +109,21 @@ class MR2Loss(LossBase):
             and DDP's gradient averaging gives the single-process gradient. False: each rank's own
             pairs only, which misses the pairs split across ranks (a different, rank-count-dependent
             objective). Costs one all-gather of the features per step.
+        layout: how the batch is split by class. ``"compact"``: one sort by label and the C <= B
+            classes present (``layout``, pairs listed by ``same_class_pairs``); the cheapest on a CPU
+            at many classes, but its tensor sizes depend on the labels, which a GPU must read back
+            (a synchronisation per step). ``"dense"``: fixed shapes, (K, .) statistics with a mask of
+            the present classes and a (B, B) same-class mask for the representation term, no
+            read-back. ``"auto"`` (default): dense on a GPU, and on a CPU up to
+            ``DENSE_MAX_CLASSES_CPU`` = 16 classes (where it is also faster); compact otherwise. The
+            two give the same numbers up to float summation order in the representation term (the
+            statistics bit for bit on CPU).
         check_values: check inputs for NaN/inf and labels out of range (one device sync per step),
             and warn when a batch statistic is not finite.
+        check_every: check the values on every N-th call only (None: every call); the calls between
+            take the overflow guard's scale on the device and skip a non-finite statistic silently.
+            With ``layout="dense"`` (or ``"auto"`` on a GPU) those calls have no host-device
+            synchronisation at all.
 
     Call: ``loss(logits (B, K), features (B, d), targets (B,))`` -> scalar. The statistics are taken
     on ``features``, which need not be what the head saw (the released ImageNet code takes them on the
@@ -141,9 +167,11 @@ class MR2Loss(LossBase):
         stat_slots: int | None = None,
         sync_stats: bool = True,
         sync_rep: bool = True,
+        layout: str = "auto",
         check_values: bool = True,
+        check_every: int | None = None,
     ) -> None:
-        super().__init__(num_classes, check_values=check_values)
+        super().__init__(num_classes, check_values=check_values, check_every=check_every)
         self.lambda_rep = check_real("lambda_rep", lambda_rep, low=0.0)
         self.ema_decay = check_real("ema_decay", ema_decay, low=0.0, high=1.0)
         self.norm_p = check_real("norm_p", norm_p, low=1.0)
@@ -175,6 +203,7 @@ class MR2Loss(LossBase):
         self.stat_slots = stat_slots
         self.sync_stats = bool(sync_stats)
         self.sync_rep = bool(sync_rep)
+        self.layout = check_in("layout", layout, LAYOUTS)
         self._skipped: Tensor | None = None  # classes left out of the EMA at the last update
         self.register_buffer("mean_norm_ema", torch.zeros(K, dtype=torch.float32))
         self.register_buffer("spread_ema", torch.zeros(K, dtype=torch.float32))
@@ -194,6 +223,12 @@ class MR2Loss(LossBase):
         """S, the number of statistic slots: ``stat_slots``, or K."""
         return self.num_classes if self.stat_slots is None else self.stat_slots
 
+    def uses_dense_layout(self, device: torch.device) -> bool:
+        """Whether a batch on ``device`` takes the fixed-shape route (``layout``)."""
+        if self.layout != "auto":
+            return self.layout == "dense"
+        return device.type != "cpu" or self.num_classes <= DENSE_MAX_CLASSES_CPU
+
     @torch.no_grad()
     def update_statistics(
         self,
@@ -202,6 +237,8 @@ class MR2Loss(LossBase):
         layout: BatchLayout | None = None,
         *,
         feature_absmax: float | None = None,
+        checked: bool | None = None,
+        dense: bool | None = None,
     ) -> None:
         """Fold one batch into the per-class EMAs (features (B, d), targets (B,) int64).
 
@@ -210,10 +247,14 @@ class MR2Loss(LossBase):
         finite: unchanged, and not counted as observed (class docstring). Called by ``forward`` in
         training mode; call it directly only to feed statistics by hand. ``feature_absmax`` is
         max |features| when the caller already read it back (the input check does), which lets the
-        overflow guard cost nothing on the usual path.
+        overflow guard cost nothing on the usual path. ``checked``: warn about a skipped class (a
+        read-back); None means ``check_values``. ``dense``: the fixed-shape route; None picks by
+        ``layout`` and the device.
         """
         h = features.detach().to(self.mean_norm_ema.dtype)
         sync = self.sync_stats and distributed_world_size() > 1
+        checked = self.check_values if checked is None else checked
+        dense = self.uses_dense_layout(h.device) if dense is None else dense
         if feature_absmax is not None and not sync:
             # host path: features below the overflow threshold (every realistic scale) give finite
             # statistics by construction, so neither a rescaling nor a finiteness check is needed
@@ -225,48 +266,56 @@ class MR2Loss(LossBase):
         vector = self.statistic in VECTOR_STATISTICS
         if vector:
             self._materialise_class_means(h.shape[1])
-        stats = batch_class_statistics(
-            h,
-            targets,
-            self.num_classes,
-            norm_p=self.norm_p,
-            sync=sync,
-            layout=layout,
-            scale=scale,
-            with_means=vector,
-        )
-        idx = stats.classes
-        seen_before = self.observations.index_select(0, idx)
-        # weight of the new value: 1 on a class's first observation (initialise), 1 - decay after
-        w = torch.where(seen_before == 0, h.new_ones(()), h.new_full((), 1.0 - self.ema_decay))
+        options = {"norm_p": self.norm_p, "sync": sync, "scale": scale, "with_means": vector}
+        if dense:
+            stats = dense_class_statistics(h, targets, self.num_classes, **options)
+            idx, ok = None, stats.present  # every class, a mask of the present ones
+        else:
+            stats = batch_class_statistics(h, targets, self.num_classes, layout=layout, **options)
+            idx, ok = stats.classes, None  # the present classes only
         updates = [(self.mean_norm_ema, stats.mean_norm), (self.spread_ema, stats.spread)]
         if vector:
             updates.append((self.class_mean_ema, stats.means))
-        observed: Tensor | int = 1
         self._skipped = None
         if guard:
-            ok = torch.isfinite(stats.mean_norm + stats.spread)  # the sum: a_k itself must be finite
+            # the sum: a_k itself must be finite; x - x == 0 is isfinite(x) in two operations, not four
+            a_k = stats.mean_norm + stats.spread
+            finite = (a_k - a_k) == 0
             if vector:
-                ok &= torch.isfinite(stats.means).all(dim=1)
-            if self.check_values:
-                self._warn_non_finite(idx, ok, feature_absmax)
-            # a skipped class gets weight 0 on its own old value: exactly unchanged, no inf * 0
+                finite &= torch.isfinite(stats.means).all(dim=1)
+            if checked:
+                self._warn_non_finite(idx, finite if ok is None else finite | ~ok, feature_absmax)
+            self._skipped = (~finite if ok is None else ok & ~finite).sum()
+            ok = finite if ok is None else ok & finite
+        seen_before = self.observations if idx is None else self.observations.index_select(0, idx)
+        # weight of the new value: 1 on a class's first observation (initialise), 1 - decay after
+        w = torch.where(seen_before == 0, h.new_ones(()), h.new_full((), 1.0 - self.ema_decay))
+        if idx is None:  # dense: every class, in place; a class left out has weight 0
+            w = torch.where(ok, w, 0.0)
+            for ema, new in updates:
+                if guard:  # a skipped class's statistic may be inf: 0 * inf would be NaN
+                    new = torch.where(ok.view(-1, *[1] * (new.ndim - 1)), new, ema)
+                ema.add_((w if ema.ndim == 1 else w[:, None]) * (new - ema))  # = decay ema + (1 - decay) new
+            self.observations.add_(ok)
+            return
+        olds = [ema.index_select(0, idx) for ema, _ in updates]
+        if ok is not None:
+            # a skipped class gets weight 0 on its own old value: exactly unchanged, and no inf * 0
             w = torch.where(ok, w, 0.0)
             updates = [
-                (ema, torch.where(ok.view(-1, *[1] * (new.ndim - 1)), new, ema.index_select(0, idx)))
-                for ema, new in updates
+                (ema, torch.where(ok.view(-1, *[1] * (new.ndim - 1)), new, old))
+                for (ema, new), old in zip(updates, olds, strict=True)
             ]
-            observed = ok.long()
-            self._skipped = (~ok).sum()
-        for ema, new in updates:
-            old = ema.index_select(0, idx)
+        for (ema, new), old in zip(updates, olds, strict=True):
             wk = w if ema.ndim == 1 else w[:, None]
             ema.index_copy_(0, idx, old + wk * (new - old))  # = decay * old + (1 - decay) * new
-        self.observations.index_copy_(0, idx, seen_before + observed)
+        self.observations.index_copy_(0, idx, seen_before + (1 if ok is None else ok.long()))
 
-    def _warn_non_finite(self, classes: Tensor, ok: Tensor, feature_absmax: float | None) -> None:
-        bad_classes = classes[~ok].tolist()  # one small read-back, only on the guarded path
-        if not bad_classes:
+    def _warn_non_finite(self, classes: Tensor | None, ok: Tensor, feature_absmax: float | None) -> None:
+        # ``classes``: the class of each entry of ``ok`` (None: entry k is class k)
+        bad_mask = ~ok
+        bad_classes = (torch.nonzero(bad_mask).squeeze(1) if classes is None else classes[bad_mask]).tolist()
+        if not bad_classes:  # one small read-back, only on checked calls of the guarded path
             return
         size = "" if feature_absmax is None else f" (max |h| = {feature_absmax:.3g})"
         warnings.warn(
@@ -313,8 +362,11 @@ class MR2Loss(LossBase):
             seen=seen,
             norm_p=self.norm_p,
         )
-        a = torch.where(seen, stat, 0.0)
-        spread_sum = torch.where(seen, self.spread_ema, 0.0).sum()
+        if self.statistic in VECTOR_STATISTICS:  # their values at unseen classes are meaningless
+            a = torch.where(seen, stat, 0.0)
+            spread_sum = torch.where(seen, self.spread_ema, 0.0).sum()
+        else:  # an EMA is written only when its class is observed: 0 at the unseen ones already
+            a, spread_sum = stat, self.spread_ema.sum()
         if self.stat_slots is None:
             a = torch.where(seen, a, a.sum() / n_seen)
             sbar = spread_sum / n_seen
@@ -347,60 +399,42 @@ class MR2Loss(LossBase):
 
     def forward(self, logits: Tensor, features: Tensor, targets: Tensor) -> Tensor:
         """Loss of one batch: logits (B, K), features (B, d), targets (B,) int64 -> scalar."""
+        checked = self._values_checked_now()
         y, absmax = check_batch(
             logits,
             features,
             targets,
             self.num_classes,
             need_features=True,
-            check_values=self.check_values,
+            check_values=checked,
             return_feature_absmax=True,
         )
         self._follow_device(logits.device)
-        return self._loss(logits, features, y, feature_absmax=absmax)
+        return self._loss(logits, features, y, feature_absmax=absmax, checked=checked)
 
     def _loss(
-        self, logits: Tensor, features: Tensor, targets: Tensor, *, feature_absmax: float | None = None
+        self,
+        logits: Tensor,
+        features: Tensor,
+        targets: Tensor,
+        *,
+        feature_absmax: float | None = None,
+        checked: bool | None = None,
     ) -> Tensor:
         # Statistics, margins and both terms in full precision even inside an autocast region.
         with torch.autocast(device_type=logits.device.type, enabled=False):
-            layout = batch_layout(targets)
+            dense = self.uses_dense_layout(logits.device)
+            layout = None if dense else batch_layout(targets)
             self._skipped = None
             if self.training:
-                self.update_statistics(features, targets, layout, feature_absmax=feature_absmax)
-            dtype = torch.promote_types(logits.dtype, self.mean_norm_ema.dtype)
-            z = logits.to(dtype)
-            spreads, sbar = self.class_spreads()
-            gamma = self.margins(spreads).to(dtype)
-            if not self.logit_margins:
-                ce = F.cross_entropy(z, targets)
-            elif self.margin_form == "temperature":
-                g = gamma.index_select(0, targets)
-                if self.stat_slots is not None:
-                    # a class never seen has gamma = 0 here (the released code divides by it): its
-                    # samples get scale 0, i.e. a constant log K and no gradient, instead of NaN
-                    g = torch.where(g > 0, g, torch.inf)
-                ce = margin_cross_entropy(z, targets, scale=1.0 / g)
-            else:
-                ce = margin_cross_entropy(z, targets, shift=gamma.index_select(0, targets))
-            if self.lambda_rep > 0:
-                fdtype = torch.promote_types(features.dtype, self.mean_norm_ema.dtype)
-                h, y_rep, rep_layout = features.to(fdtype), targets, layout
-                if self.training and self.sync_rep and distributed_world_size() > 1:
-                    h, y_rep = all_gather_batch(h, targets)  # the global batch's pairs
-                    rep_layout = batch_layout(y_rep)
-                d = h.shape[1]
-                temperature = self.rep_temperature or REP_TEMPERATURE_PER_DIM * d
-                target = 2.0 * sbar.to(fdtype) if self.rep_target == "mean" else 0.0
-                rep = representation_margin(
-                    h,
-                    y_rep,
-                    self.num_classes,
-                    target=target,
-                    temperature=temperature,
-                    scale=REP_SCALE_PER_DIM * d / self.slots,
-                    layout=rep_layout,
+                self.update_statistics(
+                    features, targets, layout, feature_absmax=feature_absmax, checked=checked, dense=dense
                 )
+            spreads, sbar = self.class_spreads()
+            gamma = self.margins(spreads).to(torch.promote_types(logits.dtype, self.mean_norm_ema.dtype))
+            ce = self.logit_term(logits, targets, gamma)
+            if self.lambda_rep > 0:
+                rep = self.representation_term(features, targets, sbar, layout=layout, dense=dense)
                 total = ce + self.lambda_rep * rep.to(ce.dtype)
             else:
                 rep = ce.new_zeros(())
@@ -418,11 +452,51 @@ class MR2Loss(LossBase):
         }
         return total
 
+    def logit_term(self, logits: Tensor, targets: Tensor, gamma: Tensor) -> Tensor:
+        """The margin cross-entropy (``margin_form``) of logits (B, K) with margins gamma (K,)."""
+        z = logits.to(gamma.dtype)
+        if not self.logit_margins:
+            return F.cross_entropy(z, targets)
+        if self.margin_form == "temperature":
+            g = gamma.index_select(0, targets)
+            if self.stat_slots is not None:
+                # a class never seen has gamma = 0 here (the released code divides by it): its
+                # samples get scale 0, i.e. a constant log K and no gradient, instead of NaN
+                g = torch.where(g > 0, g, torch.inf)
+            return margin_cross_entropy(z, targets, scale=1.0 / g)
+        return margin_cross_entropy(z, targets, shift=gamma.index_select(0, targets))
+
+    def representation_term(
+        self,
+        features: Tensor,
+        targets: Tensor,
+        sbar: Tensor,
+        *,
+        layout: BatchLayout | None = None,
+        dense: bool = False,
+    ) -> Tensor:
+        """The representation margin (before ``lambda_rep``) of features (B, d); ``dense``: the
+        fixed-shape (B, B) route, else the pairs of ``layout`` (``batch_layout(targets)``)."""
+        h = features.to(torch.promote_types(features.dtype, self.mean_norm_ema.dtype))
+        if self.training and self.sync_rep and distributed_world_size() > 1:
+            # the global batch's pairs, with gradients back to every rank (sync_rep)
+            h, targets = all_gather_batch(h, targets)
+            layout = None if dense else batch_layout(targets)
+        d = h.shape[1]
+        options = {
+            "target": 2.0 * sbar.to(h.dtype) if self.rep_target == "mean" else 0.0,
+            "temperature": self.rep_temperature or REP_TEMPERATURE_PER_DIM * d,
+            "scale": REP_SCALE_PER_DIM * d / self.slots,
+        }
+        if dense:
+            return representation_margin_masked(h, targets, **options)
+        return representation_margin(h, targets, self.num_classes, layout=layout, **options)
+
     def extra_repr(self) -> str:
         return (
             f"num_classes={self.num_classes}, lambda_rep={self.lambda_rep}, ema_decay={self.ema_decay}, "
             f"norm_p={self.norm_p}, margin_form={self.margin_form!r}, mean_margin={self.mean_margin}, "
             f"rep_target={self.rep_target!r}, rep_temperature={self.rep_temperature}, "
             f"logit_margins={self.logit_margins}, statistic={self.statistic!r}, "
-            f"exponent={self.exponent:.6g}, stat_slots={self.stat_slots}"
+            f"exponent={self.exponent:.6g}, stat_slots={self.stat_slots}, layout={self.layout!r}"
         )

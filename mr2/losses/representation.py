@@ -23,6 +23,13 @@ Stability. log(1 + sum_j exp(x_ij)) is a log-sum-exp over {0} and the x_ij; it i
 per-anchor maximum m_i = max(0, max_j x_ij) (``scatter_reduce`` amax) as
 m_i + log(exp(-m_i) + sum_j exp(x_ij - m_i)), so large distances cannot overflow. m_i is detached: the
 value does not depend on it, and so neither does the gradient.
+
+Fixed shapes (``representation_margin_masked``). Sorting, ``unique_consecutive`` and
+``repeat_interleave`` give tensors whose sizes depend on the labels, and on a GPU every such size is
+read back by the host, a synchronisation per step. The masked route keeps every shape fixed: the
+distances of all B x B pairs from the Gram matrix, a (B, B) same-class mask (diagonal excluded), and a
+masked log-sum-exp per row. It computes the same value (summed in another order) with no read-back;
+n_k comes from the mask's row sums.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from torch import Tensor
 
 from mr2.losses.layout import BatchLayout, batch_layout, same_class_pairs
 
-__all__ = ["representation_margin", "DENSE_PAIR_FRACTION"]
+__all__ = ["representation_margin", "representation_margin_masked", "DENSE_PAIR_FRACTION"]
 
 # Use the dense Gram route when the unordered pairs exceed this fraction of B^2 (measured crossover on
 # CPU at B = 256, d = 512: about B^2 / 28; the gathered route's cost grows with P * d memory traffic).
@@ -134,3 +141,60 @@ def representation_margin(
     return _RepresentationMargin.apply(
         features, first, second, n, target, float(temperature), float(scale), bool(dense)
     )
+
+
+class _MaskedRepresentationMargin(torch.autograd.Function):
+    """scale * sum_i (1/n_i) log(1 + sum_j M_ij exp(x_ij)) over a (B, B) same-class mask M (diagonal
+    excluded), with x_ij = (||h_i - h_j||^2 - target) / T; the analytic backward of
+    ``_RepresentationMargin`` written for the full matrix: with W_ij = M_ij exp(x_ij - m_i) / (s_i n_i),
+    C = (scale / T) (W + W^T) is d out / d D_ij for the unordered pair, and the gradient is
+    2 (rowsum(C) h - C h).
+
+    The "1 +" inside the log is the diagonal: row i holds x_ij at its same-class columns, 0 = log 1 at
+    column i and -inf elsewhere, so one row-wise log-sum-exp gives log(1 + sum_j exp(x_ij)), with a
+    row maximum m_i >= 0 that is finite even for a sample alone in its class."""
+
+    @staticmethod
+    def forward(ctx, features, targets, target, temperature, scale):  # noqa: ANN001
+        other = targets.unsqueeze(1) != targets.unsqueeze(0)  # (B, B): a pair of different classes
+        n = other.shape[1] - other.sum(dim=1, dtype=features.dtype)  # n_k of each sample's class
+        sq = (features * features).sum(dim=1)
+        # D_ij = ||h_i||^2 + ||h_j||^2 - 2 <h_i, h_j> in one addmm; then in place: one (B, B)
+        # temporary holds D, x, the masked x and its exponentials
+        x = torch.addmm(sq.unsqueeze(1) + sq.unsqueeze(0), features, features.t(), beta=1.0, alpha=-2.0)
+        x = x.clamp_min_(0.0).sub_(target).div_(temperature).masked_fill_(other, -torch.inf)
+        x.diagonal().zero_()
+        m = x.amax(dim=1)
+        e = x.sub_(m.unsqueeze(1)).exp_()
+        s = e.sum(dim=1)
+        out = scale * ((m + torch.log(s)) / n).sum()
+        if ctx.needs_input_grad[0]:
+            w = e.div_((s * n).unsqueeze(1))
+            w.diagonal().zero_()  # the constant "1" has no gradient
+            ctx.save_for_backward(features, (w + w.t()).mul_(scale / temperature))
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):  # noqa: ANN001
+        features, coef = ctx.saved_tensors
+        c2 = coef * (2.0 * grad_out)
+        grad = c2.sum(dim=1, keepdim=True) * features - c2 @ features
+        return grad, None, None, None, None
+
+
+def representation_margin_masked(
+    features: Tensor, targets: Tensor, *, target: Tensor | float, temperature: float, scale: float
+) -> Tensor:
+    """``scale * sum_k R_k`` (module docstring) with fixed shapes: no sort, no pair list, no read-back.
+
+    Args and units as in :func:`representation_margin` (``num_classes`` is not needed: only the
+    labels' equalities matter). Costs O(B^2 d) time and O(B^2) memory whatever the number of
+    classes, which is what a GPU wants; on a CPU with many classes the pair route is cheaper.
+
+    Returns:
+        A 0-dim tensor in ``features``' dtype (first-order differentiable: no double backward).
+    """
+    if torch.is_tensor(target):
+        target = target.detach()
+    return _MaskedRepresentationMargin.apply(features, targets, target, float(temperature), float(scale))

@@ -37,7 +37,8 @@ SCHEDULES = ("cosine", "constant")
 SELECT_METRICS = SELECTION_RULES  # best overall val accuracy, best worst-class val accuracy, last epoch
 _SAFE_NAME = re.compile(r"(?!\.{1,2}$)[A-Za-z0-9._-]+")
 # config fields that may differ when a run is resumed: they do not change the numbers
-RESUME_FREE_FIELDS = frozenset({"data_dir", "log_every", "device"})
+# (compile: how the steps run, like device; a run recorded before the field existed still matches)
+RESUME_FREE_FIELDS = frozenset({"data_dir", "log_every", "device", "compile"})
 
 
 @dataclass
@@ -100,6 +101,7 @@ class TrainConfig:
     # batch norm over the global batch under DDP; None: on when the model has batch norm and a rank gets
     # < 64 images per step (config.json records the value used)
     sync_bn: bool | None = None
+    compile: bool = False  # torch.compile the network for the training steps (GPU; minutes to compile)
     log_every: int = 20  # steps between NaN checks and progress-bar updates
 
     def __post_init__(self) -> None:
@@ -156,7 +158,7 @@ def validate_config(cfg: TrainConfig) -> None:
     check_real("warmup_epochs", cfg.warmup_epochs, low=0.0)
     check_real("val_fraction", cfg.val_fraction, low=0.0, high=1.0, low_open=True, high_open=True)
     for name in ("pretrained", "freeze_backbone", "difficulty_from_val", "hflip", "amp", "channels_last",
-                 "deterministic", "save_model"):  # fmt: skip
+                 "deterministic", "save_model", "compile"):  # fmt: skip
         if not isinstance(getattr(cfg, name), bool):
             raise bad(name, getattr(cfg, name), "true or false")
     if cfg.sync_bn is not None and not isinstance(cfg.sync_bn, bool):

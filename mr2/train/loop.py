@@ -46,12 +46,12 @@ from common.seeding import seed_everything
 from mr2 import data as mdata
 from mr2.models import build_model
 from mr2.train.config import RESUME_FREE_FIELDS, TrainConfig, validate_config
-from mr2.train.evaluation import evaluate, predict, prepare_batch
+from mr2.train.evaluation import evaluate, predict
+from mr2.train.fast import EpochFeed, configure_value_checks, training_net
 from mr2.train.runtime import (
     Dist,
     amp_dtype,
     environment,
-    epoch_generator,
     init_distributed,
     lr_at,
     make_optimizer,
@@ -405,13 +405,13 @@ def _train_epoch(s: Session, epoch: int, show: bool) -> dict[str, Any]:
     if cfg.difficulty_from_val and hasattr(s.loss_fn, "set_class_accuracy") and s.log_rows:
         s.loss_fn.set_class_accuracy([s.log_rows[-1][f"val_class{j}_accuracy"] for j in range(k)])
     s.model.train()
-    batches = mdata.batch_indices(
-        len(s.x_train), s.per_rank_batch, generator=epoch_generator(cfg.seed, epoch, 0),
-        rank=s.dist.rank, world_size=s.dist.world_size,
-    )  # fmt: skip
-    aug_gen = epoch_generator(cfg.seed, epoch, 1 + s.dist.rank)
+    # the epoch's batches and augmentation on the device, checks and compile for a GPU (fast.py)
+    feed = EpochFeed(s, epoch)
+    batches, net = feed.batches, training_net(s)
+    configure_value_checks(s)
     loss_sum = torch.zeros((), device=s.device, dtype=torch.float64)
-    checked_sum, n_correct, n_seen = 0.0, torch.zeros((), device=s.device, dtype=torch.long), 0
+    checked_sum, checked_step = 0.0, 0
+    n_correct, n_seen = torch.zeros((), device=s.device, dtype=torch.long), 0
     bar = tqdm(
         batches, desc=f"{cfg.run_name} s{cfg.seed} ep {epoch + 1}/{cfg.epochs}", disable=not show, leave=False
     )
@@ -421,18 +421,15 @@ def _train_epoch(s: Session, epoch: int, show: bool) -> dict[str, Any]:
         lr = lr_at(epoch * s.steps_per_epoch + step, s.steps_per_epoch, cfg)
         for group in s.optimizer.param_groups:
             group["lr"] = lr
-        yb = s.y_train[idx]
+        yb = s.y_train.index_select(0, idx)
         if s.cache:  # frozen backbone: its features are fixed, only the head trains
             feats = s.cache["train"][idx]
             with torch.autocast(s.device.type, **autocast):
                 logits = s.model.head(feats)
         else:
-            xb = s.x_train[idx]
-            if cfg.crop_padding or cfg.hflip:
-                xb = mdata.augment(xb, crop_padding=cfg.crop_padding, hflip=cfg.hflip, generator=aug_gen)
-            xb = prepare_batch(xb, s.data, cfg, s.channels_last)
+            xb = feed.images(step, idx)
             with torch.autocast(s.device.type, **autocast):
-                logits, feats = s.net(xb)
+                logits, feats = net(xb)
         try:
             loss = s.loss_fn(logits.float(), feats.float(), yb)
         except ValueError as exc:  # the loss refuses NaN/inf logits or features: the net diverged
@@ -455,9 +452,10 @@ def _train_epoch(s: Session, epoch: int, show: bool) -> dict[str, Any]:
             total = float(total_t)  # one device sync per log_every steps
             if not math.isfinite(total):
                 raise _diverged(s, epoch, step, f"loss became {total}")
-            if show:
-                bar.set_postfix(loss=f"{(total - checked_sum) / cfg.log_every:.4f}", lr=f"{lr:.3g}")
-            checked_sum = total
+            if show:  # the mean loss of the steps since the last check, over every rank's batches
+                mean = (total - checked_sum) / ((step + 1 - checked_step) * s.dist.world_size)
+                bar.set_postfix(loss=f"{mean:.4f}", lr=f"{lr:.3g}")
+            checked_sum, checked_step = total, step + 1
     bar.close()
     return {
         "epoch": epoch + 1,

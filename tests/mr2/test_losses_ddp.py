@@ -96,15 +96,20 @@ def _worker(rank: int, init_file: str, result_dir: str) -> None:
         loss = MR2Loss(K, norm_p=5.0, ema_decay=0.7).double()
         centred = MR2Loss(K, norm_p=2.0, ema_decay=0.7, statistic="centred").double()
         big = MR2Loss(K, norm_p=5.0, ema_decay=0.7)  # float32 buffers, features rescaled
+        # the fixed-shape route (a GPU's): dense all-reduce, and the scale agreed on the device
+        dense = MR2Loss(K, norm_p=5.0, ema_decay=0.7, layout="dense").double()
+        dense_big = MR2Loss(K, norm_p=5.0, ema_decay=0.7, layout="dense", check_every=2)
         cdb = CDBLoss(K, tau=1.0)
         for step, (logits, h, y) in enumerate(_global_batches(0, K, d)):
             half = len(y) // 2
             sl = slice(rank * half, (rank + 1) * half)
             loss(logits[sl], h[sl], y[sl])
+            dense(logits[sl], h[sl], y[sl])
             centred(logits[sl], h[sl], y[sl])
             # only one rank holds the large features at step 1: the scale must still agree
             h_big = h[sl] * (BIG if (step == 1 and rank == 1) or step == 2 else 1.0)
             big(logits[sl].float(), h_big.float(), y[sl])
+            dense_big(logits[sl].float(), h_big.float(), y[sl])
             cdb(logits[sl].float(), None, y[sl])
         cdb.on_epoch_start(1)
         torch.save(
@@ -113,6 +118,8 @@ def _worker(rank: int, init_file: str, result_dir: str) -> None:
                 "margins": loss.margins(),
                 "centred": centred.state_dict(),
                 "big": big.state_dict(),
+                "dense": dense.state_dict(),
+                "dense_big": dense_big.state_dict(),
                 "cdb": cdb.state_dict(),
             },
             os.path.join(result_dir, f"rank{rank}.pt"),
@@ -157,11 +164,16 @@ def test_two_process_gloo_statistics_equal_single_process(ranks):
             torch.testing.assert_close(
                 res["centred"][name], value, rtol=0, atol=ATOL, msg=f"rank {r}: {name}"
             )
+        for name, value in single.state_dict().items():
+            torch.testing.assert_close(
+                res["dense"][name], value, rtol=0, atol=ATOL, msg=f"rank {r}: dense {name}"
+            )
         for name, value in big.state_dict().items():
             rtol = 0 if name == "observations" else RTOL_F32
-            torch.testing.assert_close(
-                res["big"][name], value, rtol=rtol, atol=0, msg=f"rank {r}: big {name}"
-            )
+            for key in ("big", "dense_big"):
+                torch.testing.assert_close(
+                    res[key][name], value, rtol=rtol, atol=0, msg=f"rank {r}: {key} {name}"
+                )
         torch.testing.assert_close(res["cdb"]["class_weights"], cdb.class_weights, rtol=0, atol=1e-6)
         torch.testing.assert_close(res["cdb"]["class_accuracy"], cdb.class_accuracy, rtol=0, atol=1e-6)
     # and the set-up is not trivial: one rank alone would see different statistics

@@ -16,7 +16,7 @@ import torch
 from mr2.losses import MR2Loss, make_loss
 from mr2.losses.layout import batch_layout, same_class_pairs
 from mr2.losses.reference import LoopMR2Loss
-from mr2.losses.representation import representation_margin
+from mr2.losses.representation import representation_margin, representation_margin_masked
 
 ATOL = 1e-10  # float64: loss and gradients of the vectorised loss against the naive reference
 N_STEPS = 4  # training steps compared per configuration (the EMA state carries over)
@@ -110,8 +110,10 @@ def _batch(gen, B, K, d, *, absent=(), scale=1.0):
 CONFIGS = list(itertools.product([2.0, 5.0], ["temperature", "additive"], ["mean", "zero"]))
 
 
+@pytest.mark.parametrize("layout", ["compact", "dense"])
 @pytest.mark.parametrize(("norm_p", "margin_form", "rep_target"), CONFIGS)
-def test_mr2_equals_naive_definition_over_steps(norm_p, margin_form, rep_target):
+def test_mr2_equals_naive_definition_over_steps(norm_p, margin_form, rep_target, layout):
+    """Both layouts (sorted and compacted; fixed shapes for a GPU) equal the definition."""
     K, d = 6, 5
     opts = dict(
         lambda_rep=0.3,
@@ -122,7 +124,7 @@ def test_mr2_equals_naive_definition_over_steps(norm_p, margin_form, rep_target)
         rep_target=rep_target,
         rep_temperature=None,
     )
-    loss = MR2Loss(K, **opts).double()
+    loss = MR2Loss(K, **opts, layout=layout).double()
     naive = NaiveMR2(K, **opts)
     gen = torch.Generator().manual_seed(7)
     # scale 5: distances well above 10 d, so the exponentials are far from 1 (a real test of the LSE)
@@ -163,14 +165,21 @@ def test_mr2_rep_temperature_and_large_distances_do_not_overflow():
     assert torch.isfinite(value)
 
 
-@pytest.mark.parametrize("dense", [False, True])
-def test_representation_routes_and_single_sample_classes(dense):
-    """Both distance routes equal the per-class definition; singleton classes add exactly 0."""
+def _rep(route, h, y, K, **kw):
+    if route == "masked":  # the fixed-shape (B, B) route of layout="dense"
+        return representation_margin_masked(h, y, **kw)
+    return representation_margin(h, y, K, dense=route == "gram", **kw)
+
+
+@pytest.mark.parametrize("route", ["pairs", "gram", "masked"])
+def test_representation_routes_and_single_sample_classes(route):
+    """Every distance route equals the per-class definition; singleton classes add exactly 0."""
     gen = torch.Generator().manual_seed(11)
     h = torch.randn(9, 4, generator=gen, dtype=torch.float64, requires_grad=True)
     y = torch.tensor([0, 0, 0, 1, 2, 2, 3, 4, 4])  # classes 1 and 3 are singletons, 5 is absent
     K = 6
-    ours = representation_margin(h, y, K, target=1.2, temperature=0.7, scale=0.9, dense=dense)
+    kw = {"target": 1.2, "temperature": 0.7, "scale": 0.9}
+    ours = _rep(route, h, y, K, **kw)
     ref = 0.0
     for k in range(K):
         rows = (y == k).nonzero().flatten().tolist()
@@ -179,13 +188,14 @@ def test_representation_routes_and_single_sample_classes(dense):
             ref = ref + torch.log(1 + sum(terms, h.new_zeros(()))) / len(rows)
     ref = 0.9 * ref
     assert abs(ours.item() - ref.item()) < ATOL
-    assert torch.autograd.gradcheck(
-        lambda x: representation_margin(x, y, K, target=1.2, temperature=0.7, scale=0.9, dense=dense), (h,)
-    )
+    assert torch.autograd.gradcheck(lambda x: _rep(route, x, y, K, **kw), (h,))
     # removing the singletons changes nothing
     keep = torch.tensor([0, 1, 2, 4, 5, 7, 8])
-    sub = representation_margin(h[keep], y[keep], K, target=1.2, temperature=0.7, scale=0.9, dense=dense)
+    sub = _rep(route, h[keep], y[keep], K, **kw)
     assert abs(sub.item() - ours.item()) < ATOL
+    # no pair at all (every class a singleton): exactly 0, and a zero gradient
+    alone = _rep(route, h[:3], torch.tensor([0, 1, 2]), K, **kw)
+    assert alone.item() == 0.0
 
 
 def test_same_class_pairs_lists_each_pair_once():
@@ -366,3 +376,27 @@ def test_sq_norm_matches_vector_norm(p):
     torch.testing.assert_close(sq_norm(x, p), ref, rtol=1e-12, atol=0)
     assert torch.equal(x, kept)  # not in place unless asked
     torch.testing.assert_close(sq_norm(x.clone(), p, inplace=True), ref, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("fused_max", [0, 10_000])  # the hand-written route, the fused one
+@pytest.mark.parametrize("K", [7, 300])
+def test_margin_cross_entropy_routes_equal_the_formula(monkeypatch, fused_max, K):
+    from mr2.losses import margin_ce
+
+    monkeypatch.setattr(margin_ce, "FUSED_MAX_CLASSES_CPU", fused_max)
+    gen = torch.Generator().manual_seed(4)
+    z = 3.0 * torch.randn(13, K, generator=gen, dtype=torch.float64)
+    y = torch.randint(K, (13,), generator=gen)
+    r = 0.2 + torch.rand(13, generator=gen, dtype=torch.float64)
+    m = torch.rand(13, generator=gen, dtype=torch.float64)
+    for scale, shift in ((r, None), (None, m), (r, m)):
+        z1, z2 = z.clone().requires_grad_(), z.clone().requires_grad_()
+        ours = margin_ce.margin_cross_entropy(z1, y, scale=scale, shift=shift)
+        s = z2 * (1.0 if scale is None else scale[:, None])
+        if shift is not None:
+            s = s - shift[:, None] * torch.nn.functional.one_hot(y, K)
+        ref = -torch.log_softmax(s, dim=1).gather(1, y[:, None]).mean()
+        ours.backward()
+        ref.backward()
+        assert abs(ours.item() - ref.item()) < ATOL
+        torch.testing.assert_close(z1.grad, z2.grad, rtol=0, atol=ATOL)

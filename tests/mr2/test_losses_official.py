@@ -103,9 +103,10 @@ def _compare(loss, ref, batches, K):
         torch.testing.assert_close(loss.last["margins"], gamma, rtol=1e-12, atol=0, msg=f"step {step}: gamma")
 
 
-def test_official_equals_released_behaviour_with_1000_slots():
+@pytest.mark.parametrize("layout", ["compact", "dense"])
+def test_official_equals_released_behaviour_with_1000_slots(layout):
     K, d = 6, 4
-    loss = make_loss("mr2-official", K).double()
+    loss = make_loss("mr2-official", K, layout=layout).double()
     assert loss.stat_slots == N_SLOTS and loss.norm_p == 5.0 and loss.ema_decay == 0.999
     ref = ReleasedBehaviour(N_SLOTS, ema_decay=0.999, rep_target="mean")
     _compare(loss, ref, _batches(K, d, seed=3), K)
@@ -114,10 +115,12 @@ def test_official_equals_released_behaviour_with_1000_slots():
     assert float(loss.last["margin_min"]) > 50.0  # a temperature of ~167 at K = 6, not a class margin
 
 
-def test_official_cifar_family_option():
+@pytest.mark.parametrize("layout", ["compact", "dense"])
+def test_official_cifar_family_option(layout):
     """The CIFAR script: K slots, EMA 0.9, representation target 0 (its undefined self.c left out)."""
     K, d = 5, 3
-    loss = make_loss("mr2-official", K, stat_slots=K, ema_decay=0.9, rep_target="zero").double()
+    loss = make_loss("mr2-official", K, stat_slots=K, ema_decay=0.9, rep_target="zero", layout=layout)
+    loss = loss.double()
     ref = ReleasedBehaviour(K, ema_decay=0.9, rep_target="zero")
     _compare(loss, ref, _batches(K, d, seed=5), K)
 

@@ -48,9 +48,10 @@ def test_reported_batch_gives_finite_loss_and_ema():
         assert torch.isfinite(loss(torch.randn(8, 5), torch.randn(8, 16), y))
 
 
+@pytest.mark.parametrize("layout", ["compact", "dense"])
 @pytest.mark.parametrize("p", [5.0, 8.0, 3.0, 2.5, 12.0, 1.0])
 @pytest.mark.parametrize("scale", [1e9, 1e15])
-def test_no_overflow_while_the_statistic_is_representable(p, scale):
+def test_no_overflow_while_the_statistic_is_representable(p, scale, layout):
     """Whenever ||h||_p^2 fits in float32, the float32 statistic equals the float64 one."""
     gen = torch.Generator().manual_seed(1)
     K, d = 3, 64
@@ -60,7 +61,7 @@ def test_no_overflow_while_the_statistic_is_representable(p, scale):
         pytest.skip("not representable in float32 at this scale")
     mean_norm, spread = _stats_f64(h, y, K, p)
     for check_values in (True, False):  # host-side and on-device choice of the rescaling
-        loss = MR2Loss(K, norm_p=p, check_values=check_values)
+        loss = MR2Loss(K, norm_p=p, check_values=check_values, layout=layout)
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             loss(torch.randn(24, K, generator=gen), h, y)
@@ -68,11 +69,12 @@ def test_no_overflow_while_the_statistic_is_representable(p, scale):
         torch.testing.assert_close(loss.spread_ema.double(), spread, rtol=RTOL_F32, atol=0)
 
 
-def test_non_finite_statistic_leaves_the_ema_unchanged_and_warns():
+@pytest.mark.parametrize("layout", ["compact", "dense"])
+def test_non_finite_statistic_leaves_the_ema_unchanged_and_warns(layout):
     gen = torch.Generator().manual_seed(2)
     K = 4
     y = torch.arange(8) % K
-    loss = MR2Loss(K, norm_p=2.0, statistic="centred")
+    loss = MR2Loss(K, norm_p=2.0, statistic="centred", layout=layout)
     loss(torch.randn(8, K, generator=gen), torch.randn(8, 16, generator=gen), y)
     before = {k: v.clone() for k, v in loss.state_dict().items()}
     # ||h||_2^2 ~ 16 * 9e38: beyond float32, whatever the rescaling
@@ -93,7 +95,8 @@ def test_non_finite_statistic_leaves_the_ema_unchanged_and_warns():
     assert torch.isfinite(value) and loss.observations.tolist() == [2, 3, 2, 2]
 
 
-def test_skip_without_value_checks_is_silent_and_identical():
+@pytest.mark.parametrize("layout", ["compact", "dense"])
+def test_skip_without_value_checks_is_silent_and_identical(layout):
     gen = torch.Generator().manual_seed(3)
     K = 3
     y = torch.arange(9) % K
@@ -102,7 +105,8 @@ def test_skip_without_value_checks_is_silent_and_identical():
         torch.randn(9, 8, generator=gen) * 3e19,
         torch.randn(9, 8, generator=gen),
     ]
-    checked, silent = MR2Loss(K, norm_p=2.0), MR2Loss(K, norm_p=2.0, check_values=False)
+    checked = MR2Loss(K, norm_p=2.0, layout=layout)
+    silent = MR2Loss(K, norm_p=2.0, check_values=False, layout=layout)
     for i, h in enumerate(batches):
         logits = torch.randn(9, K, generator=gen)
         with warnings.catch_warnings():

@@ -134,11 +134,13 @@ CASES = [(s, 1.0 / 3.0, 2.0) for s in STATISTICS] + [
 ]
 
 
+@pytest.mark.parametrize("layout", ["compact", "dense"])
 @pytest.mark.parametrize(("statistic", "exponent", "norm_p"), CASES)
-def test_statistic_equals_naive_loop_over_steps(statistic, exponent, norm_p):
+def test_statistic_equals_naive_loop_over_steps(statistic, exponent, norm_p, layout):
     K, d = 5, 3
     loss = MR2Loss(
         K,
+        layout=layout,
         statistic=statistic,
         exponent=exponent,
         norm_p=norm_p,
