@@ -20,6 +20,7 @@ __all__ = [
     "check_in",
     "check_int",
     "positive_floats",
+    "one_line",
 ]
 
 
@@ -125,3 +126,10 @@ def positive_floats(name: str, values: Any) -> tuple[float, ...]:
     if not all(np.isfinite(v) and v > 0 for v in out):
         raise bad(name, values, "finite real numbers > 0")
     return out
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one short line (its first sentence), for a message that names a file and a fix
+    (e.g. a file that torch cannot read, whose own message runs over several lines)."""
+    text = " ".join(str(exc).split()).split(". ")[0][:200]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

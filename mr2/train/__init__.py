@@ -5,6 +5,8 @@
 * ``mr2.train.runtime``: processes, devices, mixed precision, the optimiser and its schedule;
 * ``mr2.train.sync_bn``: batch norm over the global batch under DDP (``sync_bn``);
 * ``mr2.train.evaluation``: predictions and per-class numbers on a split;
+* ``mr2.train.rundir``: a run's folder: its files, the finished-run and same-config checks, its lock;
+* ``mr2.train.weights``: weights across runs (a backbone from another run, the WiSE-FT merge);
 * ``mr2.train.loop``: one run (``train_run``): open or resume, epochs, selection, checkpoints, metrics;
 * ``mr2.train.study``: every run of a preset (``run_study``), in one process or a pool.
 """

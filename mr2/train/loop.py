@@ -20,7 +20,6 @@ every rank selects the same epochs; rank 0 writes the files and holds the lock.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import os
@@ -31,23 +30,23 @@ from typing import Any
 
 import torch
 
-from common.checks import bad
+from common.checks import one_line
 from common.contracts import (
-    CHECKPOINT_FILE,
-    CONFIG_FILE,
-    LOCK_FILE,
-    LOG_FILE,
-    METRICS_FILE,
     SELECTION_RULES,
 )
-from common.io import clean_tmp, code_version, read_json, torch_save, write_csv, write_json
-from common.locks import hold_lock
+from common.io import code_version, torch_save, write_csv, write_json
 from common.seeding import seed_everything
 from mr2 import data as mdata
 from mr2.models import build_model
-from mr2.train.config import RESUME_FREE_FIELDS, TrainConfig, validate_config
+from mr2.train.config import TrainConfig, validate_config
 from mr2.train.evaluation import evaluate, predict
 from mr2.train.fast import EpochFeed, configure_value_checks, training_net
+from mr2.train.rundir import (
+    RunPaths,
+    config_record,
+    existing_result,
+    run_lock,
+)
 from mr2.train.runtime import (
     Dist,
     amp_dtype,
@@ -60,46 +59,15 @@ from mr2.train.runtime import (
     set_rng_state,
 )
 from mr2.train.sync_bn import convert_sync_batchnorm, resolve_sync_bn
+from mr2.train.weights import cpu_state, interpolate_states, load_backbone
 
 __all__ = ["train_run", "TrainingDiverged", "CHECKPOINT_VERSION"]
 
 CHECKPOINT_VERSION = 2  # 2: one selected model per rule (SELECTION_RULES) and the initial weights
-MODEL_FILE = "model.pt"  # the selected model's weights, with save_model=True
 
 
 class TrainingDiverged(RuntimeError):
     """The training loss became NaN or infinite; the last good checkpoint is kept."""
-
-
-@dataclass(frozen=True)
-class RunPaths:
-    """The files of one run directory."""
-
-    root: Path
-
-    @property
-    def config(self) -> Path:
-        return self.root / CONFIG_FILE
-
-    @property
-    def checkpoint(self) -> Path:
-        return self.root / CHECKPOINT_FILE
-
-    @property
-    def metrics(self) -> Path:
-        return self.root / METRICS_FILE
-
-    @property
-    def log(self) -> Path:
-        return self.root / LOG_FILE
-
-    @property
-    def model(self) -> Path:
-        return self.root / MODEL_FILE
-
-    @property
-    def lock(self) -> Path:
-        return self.root / LOCK_FILE
 
 
 @dataclass
@@ -143,56 +111,6 @@ class Session:
 
 
 # ------------------------------------------------------------------------------ opening a run
-def _config_record(cfg: TrainConfig) -> dict[str, Any]:
-    return dataclasses.asdict(cfg)
-
-
-def _incompatible(saved: dict[str, Any], cfg: TrainConfig) -> list[str]:
-    now = _config_record(cfg)
-    keys = (set(saved) | set(now)) - RESUME_FREE_FIELDS
-    if cfg.sync_bn is None:  # "auto" matches the value the run resolved (config.json records that)
-        keys.discard("sync_bn")
-    return sorted(k for k in keys if saved.get(k) != now.get(k))
-
-
-def _existing_result(cfg: TrainConfig, paths: RunPaths, resume: bool, overwrite: bool) -> dict | None:
-    """The metrics of a finished run of the same config, None for a run to (re)start or resume; a
-    ValueError when the folder holds another config, or an unfinished run without ``resume``."""
-    if overwrite:
-        for p in (paths.config, paths.checkpoint, paths.metrics, paths.log, paths.model):
-            p.unlink(missing_ok=True)
-    if not paths.config.exists():
-        return None
-    saved = _read_run_json(paths.config, "pass --overwrite to train this run again").get("config", {})
-    diff = _incompatible(saved, cfg)
-    if diff:
-        shown = ", ".join(f"{k}: {saved.get(k)!r} -> {getattr(cfg, k, None)!r}" for k in diff[:6])
-        raise ValueError(
-            f"run_dir={str(paths.root)!r} holds a run with another config ({shown}); use another --out "
-            "or --study, or pass --overwrite to discard it"
-        )
-    if paths.metrics.exists():
-        return _read_run_json(
-            paths.metrics, "delete it and run again with --resume: checkpoint.pt recomputes it"
-        )
-    if paths.checkpoint.exists() and not resume:
-        raise ValueError(
-            f"run_dir={str(paths.root)!r} holds an unfinished run (checkpoint.pt); pass --resume to "
-            "continue it or --overwrite to start again"
-        )
-    return None
-
-
-def _read_run_json(path: Path, fix: str) -> dict[str, Any]:
-    try:
-        obj = read_json(path)
-    except ValueError as exc:  # cut short by a crash or a full disk
-        raise ValueError(f"{str(exc).split('; ')[0]}; {fix}") from None
-    if not isinstance(obj, dict):
-        raise ValueError(f"{path}: not a JSON object; {fix}")
-    return obj
-
-
 def _open(cfg: TrainConfig, paths: RunPaths, resume: bool, feature_cache: bool | None) -> Session:
     """Build the run (data, model, loss, optimiser) and resume its checkpoint or record its config."""
     dist_info = init_distributed(cfg.device)
@@ -252,7 +170,7 @@ def _open(cfg: TrainConfig, paths: RunPaths, resume: bool, feature_cache: bool |
     )  # fmt: skip
     session.best = {rule: _no_selection() for rule in SELECTION_RULES if rule != "last"}
     if cfg.merge_alpha is not None:
-        session.init_state = _cpu_state(model)
+        session.init_state = cpu_state(model)
         import copy
 
         session.eval_model = copy.deepcopy(model)
@@ -266,7 +184,7 @@ def _open(cfg: TrainConfig, paths: RunPaths, resume: bool, feature_cache: bool |
     elif dist_info.main:
         sizes = {"n_train": len(data.y_train), "n_val": len(data.y_val), "n_test": len(data.y_test)}
         record = {
-            "config": _config_record(cfg),
+            "config": config_record(cfg),
             "code_version": code_version(),
             "environment": environment(device, dist_info),
             "data": {
@@ -298,60 +216,13 @@ def _no_selection() -> dict[str, Any]:
     return {"epoch": -1, "value": -math.inf, "state": None}
 
 
-def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {n: t.detach().cpu().clone() for n, t in model.state_dict().items()}
-
-
-def load_backbone(model: torch.nn.Module, path: str | os.PathLike) -> None:
-    """Load a backbone's weights from a run's ``model.pt`` (a state_dict) or ``checkpoint.pt`` (its
-    model), e.g. a backbone pretrained by another run; the head keeps its fresh initialisation."""
-    fix = "pass the model.pt (save_model=true) or checkpoint.pt of a finished run of the same model"
-    if str(path).startswith("@"):
-        raise bad(
-            "init_checkpoint", str(path), f"a file: '@preset/method/seedK' is resolved by run_study; {fix}"
-        )
-    path = Path(path)
-    if not path.is_file():
-        raise bad("init_checkpoint", str(path), f"an existing file; {fix}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear message
-        raise ValueError(
-            f"init_checkpoint={str(path)!r}: not a readable torch file, truncated or corrupt "
-            f"({_reason(exc)}); {fix}"
-        ) from None
-    state = obj.get("model", obj) if isinstance(obj, dict) else None
-    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
-        raise ValueError(f"init_checkpoint={str(path)!r}: holds no model weights; {fix}")
-    backbone = {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
-    missing, unexpected = [], []
-    try:
-        result = model.backbone.load_state_dict(backbone, strict=False)
-        missing, unexpected = result.missing_keys, result.unexpected_keys
-    except RuntimeError as exc:  # shapes differ: another architecture or width
-        raise ValueError(
-            f"init_checkpoint={str(path)!r}: weights do not fit this model ({exc}); {fix}"
-        ) from None
-    if missing or unexpected:
-        raise ValueError(
-            f"init_checkpoint={str(path)!r}: backbone keys differ (missing {missing[:4]}, unexpected "
-            f"{unexpected[:4]}); {fix}"
-        )
-
-
-def _reason(exc: BaseException) -> str:
-    """An exception as one short line (its first sentence), e.g. for a file that torch cannot read."""
-    text = " ".join(str(exc).split()).split(". ")[0][:200]
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
 def _load_checkpoint(s: Session) -> None:
     path = s.paths.checkpoint
     fix = "pass --overwrite to train this run again from the start (its saved epochs are lost)"
     try:
         ckpt = torch.load(path, map_location=s.device, weights_only=False)
     except Exception as exc:  # noqa: BLE001 - truncated zip, pickle garbage, a text file: all corrupt
-        raise ValueError(f"{path}: corrupt or truncated checkpoint ({_reason(exc)}); {fix}") from None
+        raise ValueError(f"{path}: corrupt or truncated checkpoint ({one_line(exc)}); {fix}") from None
     if not isinstance(ckpt, dict) or ckpt.get("version") != CHECKPOINT_VERSION:
         found = ckpt.get("version") if isinstance(ckpt, dict) else type(ckpt).__name__
         raise ValueError(f"{path}: checkpoint format {found!r}, expected {CHECKPOINT_VERSION}; {fix}")
@@ -369,7 +240,7 @@ def _load_checkpoint(s: Session) -> None:
             ckpt["best"],
         )
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # a field missing or of another shape
-        raise ValueError(f"{path}: checkpoint does not fit this run ({_reason(exc)}); {fix}") from None
+        raise ValueError(f"{path}: checkpoint does not fit this run ({one_line(exc)}); {fix}") from None
 
 
 def _build_feature_cache(s: Session) -> None:
@@ -473,12 +344,7 @@ def _evaluated(s: Session, state: dict[str, torch.Tensor] | None = None) -> torc
         s.model.load_state_dict(state)
     if s.cfg.merge_alpha is None:
         return s.model
-    a = s.cfg.merge_alpha
-    merged = {}
-    for name, w in s.model.state_dict().items():
-        w0 = s.init_state[name].to(w.device)
-        merged[name] = torch.lerp(w0, w, a) if w.is_floating_point() else w
-    s.eval_model.load_state_dict(merged)
+    s.eval_model.load_state_dict(interpolate_states(s.init_state, s.model.state_dict(), s.cfg.merge_alpha))
     return s.eval_model
 
 
@@ -557,7 +423,7 @@ def _select(s: Session, epoch: int, val: dict[str, Any]) -> None:
     state = None
     for rule, best in s.best.items():
         if val[rule] > best["value"]:
-            state = state or _cpu_state(s.model)
+            state = state or cpu_state(s.model)
             s.best[rule] = {"epoch": epoch + 1, "value": val[rule], "state": state}
 
 
@@ -574,7 +440,7 @@ def _save_checkpoint(s: Session, epoch: int) -> None:
         "train_time_s": s.elapsed,
         "best": s.best,
         "init_state": s.init_state,
-        "config": _config_record(s.cfg),
+        "config": config_record(s.cfg),
     }
     torch_save(s.paths.checkpoint, state)
     import pandas as pd
@@ -585,7 +451,7 @@ def _save_checkpoint(s: Session, epoch: int) -> None:
 # ------------------------------------------------------------------------------ final metrics
 def _selected_state(s: Session, rule: str) -> tuple[int, dict[str, torch.Tensor]]:
     if rule == "last":
-        return s.cfg.epochs, _cpu_state(s.model)
+        return s.cfg.epochs, cpu_state(s.model)
     return s.best[rule]["epoch"], s.best[rule]["state"]
 
 
@@ -646,7 +512,7 @@ def _final_metrics(s: Session) -> dict[str, Any]:
         m = margins.detach().float().cpu()
         metrics.update(margins=m.tolist(), margin_min=float(m.min()), margin_max=float(m.max()))
     if cfg.save_model and s.dist.main:
-        torch_save(s.paths.model, _cpu_state(model))
+        torch_save(s.paths.model, cpu_state(model))
     return metrics
 
 
@@ -689,20 +555,8 @@ def train_run(
     """
     validate_config(cfg)
     paths = RunPaths(Path(run_dir))
-    with _run_lock(paths):
+    with run_lock(paths):
         return _train_locked(cfg, paths, resume, overwrite, progress, epoch_budget, feature_cache)
-
-
-@contextlib.contextmanager
-def _run_lock(paths: RunPaths):
-    """Hold ``RUN/.lock`` while training (``common.locks.Busy`` when another process holds it). Under
-    torchrun rank 0 holds it for every rank: the others would find it taken."""
-    if int(os.environ.get("RANK", "0")) != 0:
-        yield
-        return
-    with hold_lock(paths.lock, f"run_dir={str(paths.root)!r}"):
-        clean_tmp(paths.root, older_than_s=0)  # under the lock no other writer is mid-write here
-        yield
 
 
 def _train_locked(
@@ -717,7 +571,7 @@ def _train_locked(
     dist_info = init_distributed(cfg.device)
     # rank 0 looks at the folder and every rank follows its answer: ranks never race on the files
     try:
-        outcome = ("ok", _existing_result(cfg, paths, resume, overwrite)) if dist_info.main else None
+        outcome = ("ok", existing_result(cfg, paths, resume, overwrite)) if dist_info.main else None
     except ValueError as exc:
         outcome = ("error", str(exc))
     kind, finished = dist_info.broadcast_object(outcome)

@@ -238,7 +238,7 @@ PRESETS: dict[str, Preset] = {
                 init_checkpoint="@digits-pretrain/ce/seed0",
             ),
             losses=tuple(PROBE_METHODS),
-            seeds=(0, 1, 2, 3),
+            seeds=(0, 1, 2),
             per_loss=PROBE_METHODS,
         ),
         Preset(

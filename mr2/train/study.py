@@ -14,8 +14,9 @@ from common.checks import bad, check_int
 from common.io import check_writable_dir
 from common.locks import Busy
 from mr2.train.config import TrainConfig
-from mr2.train.loop import MODEL_FILE, TrainingDiverged, train_run
+from mr2.train.loop import TrainingDiverged, train_run
 from mr2.train.presets import Preset, get_preset
+from mr2.train.rundir import MODEL_FILE
 
 __all__ = ["run_study", "run_dir_for"]
 

@@ -1,0 +1,126 @@
+"""A run's folder: its files, whether it holds a finished run of the same config, and its lock.
+
+``RUNS/<study>/<method>/seed<k>/`` holds ``config.json``, ``log.csv``, ``checkpoint.pt``,
+``metrics.json`` (docs/CONTRACTS.md), ``model.pt`` with ``save_model``, and ``.lock`` while a process
+trains it (``common.locks``: a second process gets ``Busy``, naming the first; a lock left by a killed
+process is taken over).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from common.contracts import CHECKPOINT_FILE, CONFIG_FILE, LOCK_FILE, LOG_FILE, METRICS_FILE
+from common.io import clean_tmp, read_json
+from common.locks import hold_lock
+from mr2.train.config import RESUME_FREE_FIELDS, TrainConfig
+
+__all__ = [
+    "MODEL_FILE",
+    "RunPaths",
+    "config_record",
+    "incompatible",
+    "existing_result",
+    "read_run_json",
+    "run_lock",
+]
+
+MODEL_FILE = "model.pt"  # the selected model's weights, with save_model=True
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """The files of one run directory."""
+
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / CONFIG_FILE
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.root / CHECKPOINT_FILE
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / METRICS_FILE
+
+    @property
+    def log(self) -> Path:
+        return self.root / LOG_FILE
+
+    @property
+    def model(self) -> Path:
+        return self.root / MODEL_FILE
+
+    @property
+    def lock(self) -> Path:
+        return self.root / LOCK_FILE
+
+
+def config_record(cfg: TrainConfig) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def incompatible(saved: dict[str, Any], cfg: TrainConfig) -> list[str]:
+    now = config_record(cfg)
+    keys = (set(saved) | set(now)) - RESUME_FREE_FIELDS
+    if cfg.sync_bn is None:  # "auto" matches the value the run resolved (config.json records that)
+        keys.discard("sync_bn")
+    return sorted(k for k in keys if saved.get(k) != now.get(k))
+
+
+def existing_result(cfg: TrainConfig, paths: RunPaths, resume: bool, overwrite: bool) -> dict | None:
+    """The metrics of a finished run of the same config, None for a run to (re)start or resume; a
+    ValueError when the folder holds another config, or an unfinished run without ``resume``."""
+    if overwrite:
+        for p in (paths.config, paths.checkpoint, paths.metrics, paths.log, paths.model):
+            p.unlink(missing_ok=True)
+    if not paths.config.exists():
+        return None
+    saved = read_run_json(paths.config, "pass --overwrite to train this run again").get("config", {})
+    diff = incompatible(saved, cfg)
+    if diff:
+        shown = ", ".join(f"{k}: {saved.get(k)!r} -> {getattr(cfg, k, None)!r}" for k in diff[:6])
+        raise ValueError(
+            f"run_dir={str(paths.root)!r} holds a run with another config ({shown}); use another --out "
+            "or --study, or pass --overwrite to discard it"
+        )
+    if paths.metrics.exists():
+        return read_run_json(
+            paths.metrics, "delete it and run again with --resume: checkpoint.pt recomputes it"
+        )
+    if paths.checkpoint.exists() and not resume:
+        raise ValueError(
+            f"run_dir={str(paths.root)!r} holds an unfinished run (checkpoint.pt); pass --resume to "
+            "continue it or --overwrite to start again"
+        )
+    return None
+
+
+def read_run_json(path: Path, fix: str) -> dict[str, Any]:
+    try:
+        obj = read_json(path)
+    except ValueError as exc:  # cut short by a crash or a full disk
+        raise ValueError(f"{str(exc).split('; ')[0]}; {fix}") from None
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path}: not a JSON object; {fix}")
+    return obj
+
+
+@contextlib.contextmanager
+def run_lock(paths: RunPaths):
+    """Hold ``RUN/.lock`` while training (``common.locks.Busy`` when another process holds it). Under
+    torchrun rank 0 holds it for every rank: the others would find it taken."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        yield
+        return
+    with hold_lock(paths.lock, f"run_dir={str(paths.root)!r}"):
+        clean_tmp(paths.root, older_than_s=0)  # under the lock no other writer is mid-write here
+        yield
