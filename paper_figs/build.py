@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import os
 import traceback
@@ -65,10 +66,41 @@ def _data_lines(files: list[str]) -> list[str]:
     return [f"{len(files)} files under `{common}/` ({', '.join(names)})"]
 
 
+def _earlier_records(out: Path, drawn: set[int]) -> list[FigureRecord]:
+    """The figures of ``out/index.json`` that this run did not draw and whose files are still in
+    ``out``: redrawing some figures (``--only``) keeps the others in the index."""
+    import json
+
+    path = out / "index.json"
+    try:
+        index = json.loads(path.read_text())
+        entries = index["figures"]
+        made = f"`{index['command']}` on {index['created']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return []  # no index yet, or one we cannot read: it is rewritten whole
+    kept = []
+    for entry in entries:
+        try:
+            rec = FigureRecord(**entry)
+        except TypeError:
+            continue
+        if rec.number in drawn or rec.error or not rec.outputs:
+            continue
+        if all((out / Path(o).name).is_file() for o in rec.outputs):
+            kept.append(dataclasses.replace(rec, kept_from=rec.kept_from or made))
+    return kept
+
+
 def write_index(records: list[FigureRecord], ctx: FigureContext, *, command: str) -> Path:
-    """Write ``ctx.out/INDEX.md`` (caption, command and data per figure) and ``index.json``."""
+    """Write ``ctx.out/INDEX.md`` (caption, command and data per figure) and ``index.json``.
+
+    Figures listed in an earlier ``index.json`` in the same folder that this run did not draw stay
+    in the index, marked with the run that drew them, as long as their files are still there.
+    """
     from common.io import code_version, write_json, write_text
 
+    earlier = _earlier_records(ctx.out, {r.number for r in records})
+    records = sorted([*records, *earlier], key=lambda r: r.number)
     version = code_version()
     dirty = " (uncommitted changes)" if version.get("git_dirty") else ""
     now = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
@@ -80,6 +112,13 @@ def write_index(records: list[FigureRecord], ctx: FigureContext, *, command: str
         f"{'quick' if ctx.quick else 'full'} presets.",
         "",
     ]
+    if earlier:
+        lines += [
+            (f"Figure {earlier[0].number} was" if len(earlier) == 1
+             else "Figures " + ", ".join(str(r.number) for r in earlier) + " were")
+            + " not redrawn by this run; each entry says which run drew it.",
+            "",
+        ]
     failed = [r for r in records if r.error]
     if failed:
         lines += [
@@ -107,6 +146,8 @@ def write_index(records: list[FigureRecord], ctx: FigureContext, *, command: str
             lines += [f"  - {d}" for d in data]
         for cmd in rec.produced:
             lines.append(f"- Made now because it was missing: `{cmd}`")
+        if rec.kept_from:
+            lines.append(f"- Not redrawn by this run; drawn by {rec.kept_from}")
         lines.append("")
     path = ctx.out / "INDEX.md"
     write_text(path, "\n".join(lines))

@@ -71,6 +71,7 @@ class FigureRecord:
     outputs: list[str]
     produced: list[str] = field(default_factory=list)
     error: str | None = None
+    kept_from: str | None = None  # drawn by an earlier run (its command and date), kept in the index
 
 
 def _module(mod: str | ModuleType) -> ModuleType:

@@ -203,3 +203,24 @@ def test_without_fashion_mnist_the_plans_fall_back_to_digits(monkeypatch):
     assert len(notices) == 1 and "apt-get install -y dataset-fashion-mnist" in notices[0]
     with pytest.raises(ValueError, match="plan"):
         plans.choose_plan("huge")
+
+
+def test_redrawing_some_figures_keeps_the_others_in_the_index(tmp_path, capsys):
+    """``--only`` redraws some figures; the index keeps the others while their files are there."""
+    (tmp_path / "sims").mkdir()
+    (tmp_path / "sims" / "bound_vs_gap.csv").write_text("a,b\n1,2\n")  # figure 5 fails on it
+    out = tmp_path / "figs"
+    assert cli.main(["figures", "--results", str(tmp_path), "--out", str(out), "--only", "3"]) == 0
+    assert cli.main(["figures", "--results", str(tmp_path), "--out", str(out), "--only", "5"]) == 1
+    text = (out / "INDEX.md").read_text()
+    assert "## Figure 3:" in text and "## Figure 5:" in text
+    assert text.index("## Figure 3:") < text.index("## Figure 5:")
+    assert "Figure 3 was not redrawn by this run" in text
+    assert "- Not redrawn by this run; drawn by `mr2 figures" in text and "--only 3`" in text
+    index = json.loads((out / "index.json").read_text())
+    assert [f["number"] for f in index["figures"]] == [3, 5]
+    # a kept figure whose files are gone leaves the index
+    (out / "fig3_theory_margins.png").unlink()
+    assert cli.main(["figures", "--results", str(tmp_path), "--out", str(out), "--only", "5"]) == 1
+    assert "## Figure 3:" not in (out / "INDEX.md").read_text()
+    capsys.readouterr()
