@@ -6,6 +6,7 @@
 * ``common.seeding``: one seeding helper for Python, NumPy and torch, and explicit Generators;
 * ``common.stats``: confidence intervals and paired comparisons over seeds;
 * ``common.summaries``: per-class summaries (worst class, bottom/top tenth, spread);
+* ``common.locks``: one writer per run folder or sims setting (``flock`` lock files);
 * ``common.contracts``: the names, files and columns that cross pillars.
 
 It imports nothing of the project and nothing heavy at import time.

@@ -8,8 +8,8 @@ The layout under ``--results DIR`` follows docs/CONTRACTS.md:
 * ``DIR/bench/loss_bench.csv``: ``mr2 bench loss --out DIR/bench``.
 
 A file that exists is read as it is (quick or full, whichever made it); a missing one is made by the
-owning pillar's own command, called in-process through ``mr2.cli.main``, and the command is recorded
-for the index.
+owning pillar's library call (``paper_figs.plans``, ``sims``, ``mr2.bench``), run in-process, and the
+equivalent ``mr2`` command is recorded for the index.
 """
 
 from __future__ import annotations

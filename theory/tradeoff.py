@@ -2,7 +2,7 @@
 
 The allocation of Theorem 2 minimises only the complexity term C sqrt(sum_k w_k a_k / gamma_k^2)
 (C = 4 B sqrt(K/n)); the empirical ramp risk, which grows with every gamma_k, is left out. This
-module keeps it. The model (``theory.limits.tradeoff`` derives everything used here in SymPy):
+module keeps it. The model (``theory.tradeoff_derivation.tradeoff`` derives everything used here in SymPy):
 
 * a fixed linear head; the multi-class margin of a class-k example is Gaussian, M ~ N(m_k, s_k^2),
   in logit units. This is exact for K = 2 and Gaussian class features (the margin is linear in h);
@@ -118,7 +118,7 @@ def gaussian_ramp_risk(margins: Any, margin_mean: Any, margin_sd: Any) -> np.nda
     """E[ramp_gamma(M)] for M ~ N(m, s^2): the expected ramp loss at margin gamma.
 
     ramp_gamma(M) is 1 for M <= 0, 1 - M/gamma on (0, gamma) and 0 beyond (``theory.derivation``
-    step 1). Closed form (``theory.limits.tradeoff``): Phi(-m/s) + P(0 < M < gamma)
+    step 1). Closed form (``theory.tradeoff_derivation.tradeoff``): Phi(-m/s) + P(0 < M < gamma)
     - E[M; 0 < M < gamma] / gamma, equal to (G(gamma) - G(0)) / gamma with
     G(c) = (c - m) Phi((c - m)/s) + s phi((c - m)/s).
 

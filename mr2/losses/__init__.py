@@ -80,7 +80,7 @@ def make_loss(name: str, num_classes: int, *, class_counts: Any = None, **option
             :data:`OFFICIAL_DEFAULTS`, which ``options`` may override; docs/losses.md).
         num_classes: K >= 2.
         class_counts: (K,) training examples per class; used by LDAM (margins, DRW weights) and
-            ignored by the others.
+            by CE (DRW weights), ignored by the others.
         **options: keyword arguments of that loss's class (e.g. ``lambda_rep``, ``norm_p``,
             ``statistic`` for MR2, ``label_smoothing`` for CE); an option the loss does not take, or
             one the name fixes, raises ValueError.
