@@ -121,7 +121,8 @@ def _open(cfg: TrainConfig, paths: RunPaths, resume: bool, feature_cache: bool |
     split_seed = cfg.seed if cfg.split_seed is None else cfg.split_seed
     data = mdata.load_dataset(
         cfg.dataset, data_dir=cfg.data_dir, val_fraction=cfg.val_fraction, split_seed=split_seed,
-        max_train_samples=cfg.max_train_samples, channels=cfg.image_channels, image_size=cfg.image_size,
+        max_train_samples=cfg.max_train_samples, train_subset=cfg.train_subset,
+        imbalance_ratio=cfg.imbalance_ratio, channels=cfg.image_channels, image_size=cfg.image_size,
     )  # fmt: skip
     k = data.num_classes
     side = cfg.input_size or data.image_size

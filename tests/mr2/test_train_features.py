@@ -111,6 +111,21 @@ def test_long_tailed_training_split_keeps_validation_and_test_balanced():
     assert all(tuple(x.flatten().tolist()) in full_set for x in lt.x_train[lt.y_train == 9])
 
 
+def test_a_run_trains_on_the_split_its_config_names(tmp_path):
+    """imbalance_ratio and train_subset reach the data a run trains on (config.json records it)."""
+    import json
+
+    for name, options in {"lt": {"imbalance_ratio": 10.0}, "half": {"train_subset": "second-half"}}.items():
+        cfg = _cfg(epochs=1, max_train_samples=None, **options)
+        metrics = train_run(cfg, tmp_path / name, progress=False)
+        want = load_dataset("digits", val_fraction=cfg.val_fraction, split_seed=cfg.split_seed, **options)
+        data = json.loads((tmp_path / name / "config.json").read_text())["data"]
+        assert data["class_counts"] == want.class_counts().tolist(), name
+        assert data["n_train"] == metrics["n_train"] == len(want.y_train), name
+    full = load_dataset("digits", split_seed=0)
+    assert data["n_train"] < len(full.y_train)
+
+
 def test_training_halves_are_disjoint_and_cover_the_training_split():
     full = load_dataset("digits", split_seed=3)
     a = load_dataset("digits", split_seed=3, train_subset="first-half")
