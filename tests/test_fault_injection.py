@@ -509,6 +509,35 @@ def test_sigterm_stops_simulate_and_its_workers(tmp_path):
     assert not list((tmp_path / "sims" / "cache").glob("*.lock"))  # every setting's lock released
 
 
+def test_sigkill_of_a_study_takes_its_workers_with_it(tmp_path):
+    """No handler sees SIGKILL: the training workers die with their parent (Linux parent-death
+    signal) instead of training the queued runs on their own."""
+    psutil = pytest.importorskip("psutil")
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the parent-death signal is Linux's")
+    cmd = [sys.executable, "-m", "mr2", *DIGITS, "--seeds", "0", "1", "--out", "runs", "--jobs", "2",
+           "--threads", "1", "--no-progress", "--set", "epochs=5000"]  # fmt: skip (minutes: killed long before)
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        parent = psutil.Process(proc.pid)
+        deadline = time.monotonic() + 120
+        workers: list = []
+        while time.monotonic() < deadline and len(workers) < 2:
+            workers = [c for c in parent.children() if "spawn_main" in " ".join(c.cmdline())]
+            time.sleep(0.2)
+        assert len(workers) >= 2, "the training workers never started"
+        time.sleep(2.0)  # past their initialiser
+        proc.kill()
+        proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    _, alive = psutil.wait_procs(workers, timeout=30)
+    for orphan in alive:  # do not leave them training if the check fails
+        orphan.kill()
+    assert not alive, f"orphaned workers still running: {[p.pid for p in alive]}"
+
+
 # -------------------------------------------------------------------- 6. already fixed, still held
 @pytest.mark.parametrize("value", ["lr=nan", "lr=inf", "lr=abc", "weight_decay=x", "momentum=x"])
 def test_bad_set_values(tmp_path, capsys, value):
