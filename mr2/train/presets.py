@@ -100,6 +100,13 @@ PROBE_METHODS = {
     "mr2-shuffled": {"loss": "mr2-logit", "loss.statistic": "shuffled"},
     "mr2-e12": {"loss": "mr2-logit", "loss.exponent": 0.5},
     "mr2-separation-e12": {"loss": "mr2-logit", "loss.statistic": "separation", "loss.exponent": 0.5},
+    # the margin form the bound is derived for (a ramp loss of the margin: subtract gamma_y from the
+    # target logit), beside MR2's temperature form (logits / gamma_y), which inverts what a larger
+    # margin does to a class's gradient
+    "mr2-additive": {"loss": "mr2-logit", "loss.margin_form": "additive"},
+    "mr2-separation-additive": {
+        "loss": "mr2-logit", "loss.statistic": "separation", "loss.margin_form": "additive",
+    },  # fmt: skip
 }
 # MR2 with the separation statistic (spread over the squared distance to the nearest other class mean;
 # a heuristic suggested by data, docs/losses.md), as a method of its own
