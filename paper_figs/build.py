@@ -114,8 +114,11 @@ def write_index(records: list[FigureRecord], ctx: FigureContext, *, command: str
     ]
     if earlier:
         lines += [
-            (f"Figure {earlier[0].number} was" if len(earlier) == 1
-             else "Figures " + ", ".join(str(r.number) for r in earlier) + " were")
+            (
+                f"Figure {earlier[0].number} was"
+                if len(earlier) == 1
+                else "Figures " + ", ".join(str(r.number) for r in earlier) + " were"
+            )
             + " not redrawn by this run; each entry says which run drew it.",
             "",
         ]

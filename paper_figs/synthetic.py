@@ -89,9 +89,7 @@ def write_runs(
                 # the margins of a statistic that tracks the error (a shuffled one does not)
                 stat = np.roll(spread, 3) if "shuffled" in loss else spread
                 gamma = optimal_margins(stat)
-                metrics.update(
-                    margins=gamma, margin_min=float(gamma.min()), margin_max=float(gamma.max())
-                )
+                metrics.update(margins=gamma, margin_min=float(gamma.min()), margin_max=float(gamma.max()))
             write_json(study / loss / f"seed{seed}" / "metrics.json", metrics)
     return study
 

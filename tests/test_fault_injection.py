@@ -515,8 +515,24 @@ def test_sigkill_of_a_study_takes_its_workers_with_it(tmp_path):
     psutil = pytest.importorskip("psutil")
     if not sys.platform.startswith("linux"):
         pytest.skip("the parent-death signal is Linux's")
-    cmd = [sys.executable, "-m", "mr2", *DIGITS, "--seeds", "0", "1", "--out", "runs", "--jobs", "2",
-           "--threads", "1", "--no-progress", "--set", "epochs=5000"]  # fmt: skip (minutes: killed long before)
+    cmd = [
+        sys.executable,
+        "-m",
+        "mr2",
+        *DIGITS,
+        "--seeds",
+        "0",
+        "1",
+        "--out",
+        "runs",
+        "--jobs",
+        "2",
+        "--threads",
+        "1",
+        "--no-progress",
+        "--set",
+        "epochs=5000",
+    ]  # fmt: skip (killed long before)
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         parent = psutil.Process(proc.pid)

@@ -7,7 +7,8 @@
   (Gaussian class margins; NumPy and SciPy).
 * ``theory.derivation``: the SymPy derivation, step by step (imported lazily: SymPy is slow to load);
   steps 8-12 on what the bound does and does not say live in ``theory.tradeoff_derivation``,
-  ``theory.limits`` and ``theory.centring`` (the statistic with a bias in the head). ``theory.steps`` holds the printable ``Step``/``Derivation`` objects,
+  ``theory.limits`` and ``theory.centring`` (the statistic with a bias in the head).
+  ``theory.steps`` holds the printable ``Step``/``Derivation`` objects,
   ``theory.symbolic`` the summation and expectation rules the derivation applies, ``theory.theorem``
   renders THEOREM.md.
 * ``theory.reference``: SciPy's numeric constrained optimiser, the independent check of the closed form.

@@ -105,7 +105,9 @@ PROBE_METHODS = {
     # margin does to a class's gradient
     "mr2-additive": {"loss": "mr2-logit", "loss.margin_form": "additive"},
     "mr2-separation-additive": {
-        "loss": "mr2-logit", "loss.statistic": "separation", "loss.margin_form": "additive",
+        "loss": "mr2-logit",
+        "loss.statistic": "separation",
+        "loss.margin_form": "additive",
     },  # fmt: skip
 }
 # MR2 with the separation statistic (spread over the squared distance to the nearest other class mean;

@@ -153,7 +153,8 @@ def run_study(
 
     per_job = threads or max(1, (os.cpu_count() or 1) // jobs)
     ctx = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch thread pools
-    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init, initargs=(per_job, os.getpid())) as pool:
+    init = (per_job, os.getpid())  # threads per worker; the parent whose death ends the worker
+    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init, initargs=init) as pool:
         try:
             futures = [pool.submit(_run_one, cfg, d, resume, overwrite, False) for cfg, d in configs]
             records = []
