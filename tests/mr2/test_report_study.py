@@ -234,3 +234,15 @@ def test_bad_inputs_are_clear_errors(study, tmp_path, capsys):
         load_study(bad)
     with pytest.raises(ValueError, match="study_dir="):
         load_study(tmp_path / "missing")
+
+
+def test_margin_range_covers_every_method_that_records_margins(tmp_path):
+    """Methods named after their statistic (mr2-shuffled, mr2-separation, ...) get the table too."""
+    from mr2.report import margin_range
+    from mr2.study import load_study
+
+    root = synthetic.write_runs(tmp_path, losses=("ce", "mr2", "mr2-shuffled"), seeds=(0, 1, 2), rng=0)
+    table = margin_range(load_study(root))
+    assert set(table["loss"]) == {"mr2", "mr2-shuffled"}
+    assert set(table["quantity"]) == {"margin_min", "margin_max"}
+    assert (table["n_runs"] == 3).all()
