@@ -96,9 +96,9 @@ def make(ctx: FigureContext) -> Made:
     axes[0].set_yticks(y, methods)
     n = int(effect["n_paired"].min()) if len(effect) else 0
     axes[0].set(xlabel="worst-class accuracy − CE (points)")
-    axes[0].set_title(f"(a) effect on the worst class, {n} paired seeds", loc="left")
+    axes[0].set_title(f"(a) worst class, {n} paired seeds", loc="left")
     axes[1].set(xlabel=r"Spearman $\rho$(margin, CE class error)")
-    axes[1].set_title("(b) do the hard classes get larger margins?", loc="left")
+    axes[1].set_title("(b) larger margins on hard classes?", loc="left")
     notes = [f"Study {study}; {n} paired seeds; dataset {', '.join(sorted(set(runs['dataset'])))}."]
     for m in methods:
         r = effect.loc[m]
