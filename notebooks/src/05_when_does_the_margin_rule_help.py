@@ -183,9 +183,18 @@ check.round(3)
 # %% [markdown]
 # `manipulation_check` asks whether the rule did what it promised: Spearman's $\rho$ between the
 # margins a run ends with and the class errors of the CE probe on the same seed. A statistic that
-# points at the hard classes has $\rho > 0$; the placebo should not. A margin rule can only help the
-# worst class if it gives that class the larger margin, and only show it if the seeds have the power
-# (the `mde` column: the smallest effect these seeds detect with 80% power).
+# points at the hard classes has $\rho > 0$; the placebo should not. Whether a larger margin *helps*
+# a class depends on how the margin enters the loss. The bound's margin is additive (a ramp loss of
+# $z_y - \gamma_y$): a larger $\gamma_y$ asks more of class $y$. MR²'s code applies it as a
+# temperature, CE$(z/\gamma_y, y)$: a larger $\gamma_y$ softens the logits of class $y$'s samples and
+# takes gradient *away* from it. Compare `mr2-separation` (temperature) with
+# `mr2-separation-additive`, and `mr2` with `mr2-additive`: same margins, opposite forms.
+#
+# On Fashion-MNIST (`fmnist-probe`, 24 paired seeds) the worst class (Shirt) gained under the
+# temperature form when its margin was *small* (MR²'s backwards $a_k$: +0.4 to +0.9 points) and lost
+# when it was large (separation ratio: −1.7), while with additive margins the separation ratio helped
+# it (+0.86 [+0.45, +1.27]). An effect only shows if the seeds have the power (the `mde` column: the
+# smallest effect these seeds detect with 80% power).
 
 # %% [markdown]
 # ## Exercises
@@ -201,6 +210,9 @@ check.round(3)
 #    centroids rank the classes differently.
 # 4. **Power.** With the probe study's paired SD of the worst-class difference, how many seeds would
 #    detect a 0.5-point effect? (`common.stats.seeds_for_effect`.)
+# 5. **Temperature or margin?** For one sample of class $y$ with logits $z$, write the gradient of
+#    CE$(z/\gamma_y, y)$ and of CE$(z - \gamma_y e_y, y)$ with respect to $z_y$. Which one grows with
+#    $\gamma_y$ for a misclassified sample? Check the sign on the probe study's table above.
 
 # %%
 # Solution to exercise 1: the crossing, by bisection on the separation
@@ -224,3 +236,23 @@ diffs = worst[worst["loss"] != "ce"]
 sd = float(diffs["diff_sd"].median())
 print(f"median paired SD of the worst-class difference: {100 * sd:.2f} points")
 print("seeds for a 0.5-point effect at 80% power:", seeds_for_effect(sd, 0.005))
+
+# %%
+# Solution to exercise 5: autograd on one misclassified sample (true class 0), margin 0.5 against 2
+import torch
+import torch.nn.functional as F
+
+z0 = torch.tensor([[0.0, 1.0, -0.5]])
+y0 = torch.tensor([0])
+for form in ("temperature", "additive"):
+    grads = []
+    for gamma in (0.5, 2.0):
+        z = z0.clone().requires_grad_(True)
+        if form == "temperature":
+            logits = z / gamma
+        else:
+            logits = z - gamma * F.one_hot(y0, 3)
+        F.cross_entropy(logits, y0).backward()
+        grads.append(float(z.grad[0, 0]))
+    print(f"{form:11s}: dCE/dz_y at gamma 0.5 = {grads[0]:+.3f}, at gamma 2 = {grads[1]:+.3f}")
+# the temperature form's pull on z_y shrinks as gamma_y grows; the additive form's grows
