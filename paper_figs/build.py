@@ -69,11 +69,10 @@ def _data_lines(files: list[str]) -> list[str]:
 def _earlier_records(out: Path, drawn: set[int]) -> list[FigureRecord]:
     """The figures of ``out/index.json`` that this run did not draw and whose files are still in
     ``out``: redrawing some figures (``--only``) keeps the others in the index."""
-    import json
+    from common.io import read_json
 
-    path = out / "index.json"
     try:
-        index = json.loads(path.read_text())
+        index = read_json(out / "index.json")
         entries = index["figures"]
         made = f"`{index['command']}` on {index['created']}"
     except (OSError, ValueError, KeyError, TypeError):

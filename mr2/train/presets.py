@@ -108,7 +108,7 @@ PROBE_METHODS = {
         "loss": "mr2-logit",
         "loss.statistic": "separation",
         "loss.margin_form": "additive",
-    },  # fmt: skip
+    },
 }
 # MR2 with the separation statistic (spread over the squared distance to the nearest other class mean;
 # a heuristic suggested by data, docs/losses.md), as a method of its own

@@ -82,9 +82,8 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def _worker_init(threads: int, parent: int | None = None) -> None:
-    if parent is not None:
-        _die_with_parent(parent)
+def _worker_init(threads: int, parent: int) -> None:
+    _die_with_parent(parent)
     torch.set_num_threads(threads)
 
 

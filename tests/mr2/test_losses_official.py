@@ -121,8 +121,11 @@ def test_official_cifar_family_option(layout):
     K, d = 5, 3
     loss = make_loss("mr2-official", K, stat_slots=K, ema_decay=0.9, rep_target="zero", layout=layout)
     loss = loss.double()
+    assert loss.stat_slots == K and loss.ema_decay == 0.9 and loss.rep_target == "zero"
     ref = ReleasedBehaviour(K, ema_decay=0.9, rep_target="zero")
-    _compare(loss, ref, _batches(K, d, seed=5), K)
+    _compare(loss, ref, _batches(K, d, seed=5), K)  # asserts equality step by step
+    # K slots for K classes: once every class is seen the margins have mean 1, not a temperature
+    assert abs(float(loss.last["margins"].sum()) - K) < 1e-9
 
 
 def test_official_fixed_and_default_options():
