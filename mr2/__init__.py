@@ -1,6 +1,6 @@
 """mr2: class-sensitive margins in torch (MR2, ICLR 2026), its baselines, training and reporting.
 
-Heavy pieces (torch) load on first use, so that ``import common.io`` or ``mr2 derive`` stay fast:
+Heavy pieces (torch) load on first use, so that ``import mr2_core.io`` or ``mr2 derive`` stay fast:
 ``mr2.MR2Loss`` imports ``mr2.losses`` when first touched.
 """
 

@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check_args(args: argparse.Namespace) -> None:
-    from common.checks import bad
+    from mr2_core.checks import bad
 
     for name in ("batch", "dim", "reps", "threads"):
         if getattr(args, name) < 1:
@@ -332,7 +332,7 @@ def run_benchmark(out: str | Path = "results/bench", **options: Any) -> Any:
     known = {a.dest for a in parser._actions if a.dest != "help"}
     unknown = sorted(set(options) - known)
     if unknown:
-        from common.checks import bad
+        from mr2_core.checks import bad
 
         raise bad("options", unknown, f"options of `mr2 bench loss` ({', '.join(sorted(known))})")
     args = parser.parse_args([])
@@ -351,8 +351,8 @@ def _run(args: argparse.Namespace) -> Any:
     import pandas as pd
     import torch
 
-    from common.contracts import LOSS_BENCH_COLUMNS
-    from common.io import code_version, write_csv, write_json
+    from mr2_core.contracts import LOSS_BENCH_COLUMNS
+    from mr2_core.io import code_version, write_csv, write_json
 
     _check_args(args)
     threads = torch.get_num_threads()
@@ -360,7 +360,7 @@ def _run(args: argparse.Namespace) -> Any:
     try:
         if args.device == "cuda":
             if not torch.cuda.is_available():
-                from common.checks import bad
+                from mr2_core.checks import bad
 
                 raise bad(
                     "--device",

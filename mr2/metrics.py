@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from common.checks import bad
-from common.summaries import class_summary
+from mr2_core.checks import bad
+from mr2_core.summaries import class_summary
 
 __all__ = [
     "per_class_accuracy",

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from common.checks import bad
+from mr2_core.checks import bad
 
 __all__ = ["MODEL_NAMES", "Classifier", "SmallCNN", "ResNet18", "build_model"]
 

@@ -2,9 +2,9 @@
 "no", and the bound's spread a_k tested on real features.
 
 Inputs are the run directories of one study (``RUNS/<study>/<loss>/seed<k>/metrics.json``, read and
-checked by :mod:`mr2.study`). Every interval comes from ``common.stats.interval_estimates`` (Student t
+checked by :mod:`mr2.study`). Every interval comes from ``mr2_core.stats.interval_estimates`` (Student t
 over seeds by default; BCa or percentile bootstrap on request, drawn from one explicit Generator),
-every paired test from ``common.stats.paired_comparison``.
+every paired test from ``mr2_core.stats.paired_comparison``.
 
 * :func:`summary`: for each selection rule, loss and metric, the mean over seeds with its CI, and the
   paired difference to the baseline over the seeds both have: its CI, the paired-t p-value (and
@@ -29,17 +29,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from common.checks import bad, check_in, check_int
-from common.contracts import (
+from mr2_core.checks import bad, check_in, check_int
+from mr2_core.contracts import (
     BASELINE_LOSS,
     CI_METHODS,
     HIGHER_IS_BETTER,
     REPORT_SUMMARY_COLUMNS,
     SUMMARY_METRICS,
 )
-from common.seeding import as_generator
-from common.stats import MIN_BOOT, holm, interval_estimates, paired_comparison
-from common.summaries import tail_size
+from mr2_core.seeding import as_generator
+from mr2_core.stats import MIN_BOOT, holm, interval_estimates, paired_comparison
+from mr2_core.summaries import tail_size
 from mr2.report_markdown import POINTS, render_markdown
 from mr2.study import load_study, per_class_table, select, selection_rules
 
@@ -133,10 +133,10 @@ def summary(
     Args:
         runs: :func:`load_study`'s table.
         baseline: the loss the others are paired with (same seeds).
-        ci: interval method of the means and of the differences' CIs (``common.contracts.CI_METHODS``).
+        ci: interval method of the means and of the differences' CIs (``mr2_core.contracts.CI_METHODS``).
             The p-values, MDE and TOST bound are t-based whatever ``ci`` is.
         rng: seed or Generator of a bootstrap ``ci`` (unused by ``"t"``).
-        n_boot: resamples of a bootstrap ``ci`` (>= ``common.stats.MIN_BOOT``).
+        n_boot: resamples of a bootstrap ``ci`` (>= ``mr2_core.stats.MIN_BOOT``).
         selection: the rules to report (default: every rule the runs have, :func:`selection_rules`).
         alpha, power: level of the tests (and of the Holm family), power of the stated MDE.
 
@@ -427,7 +427,7 @@ def write_report(
     ``study_dir/report``); ``figures(report, out)``, when given, draws the plots into ``out`` and
     returns their paths, which the report links (``paper_figs.study_plots.draw_report_figures``).
     Returns the written paths by name."""
-    from common.io import write_csv, write_text
+    from mr2_core.io import write_csv, write_text
 
     rep = build_report(study_dir, baseline=baseline, ci=ci, selection=selection, rng=rng, n_boot=n_boot)
     out = Path(out) if out is not None else Path(study_dir) / "report"

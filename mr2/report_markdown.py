@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from common.contracts import METRIC_LABELS, MR2_LOSSES, SELECTION_LABELS, SUMMARY_METRICS
-from common.summaries import tail_size
+from mr2_core.contracts import METRIC_LABELS, MR2_LOSSES, SELECTION_LABELS, SUMMARY_METRICS
+from mr2_core.summaries import tail_size
 from mr2.study import CONFIGURED
 
 __all__ = ["render_markdown", "CI_NAMES", "POINTS"]

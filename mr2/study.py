@@ -4,7 +4,7 @@ One reader (:func:`load_study`) and its views, so that the report, the figures a
 the same numbers the same way:
 
 * :func:`load_study`: one row per run, every ``metrics.json`` key a column (per-class lists stay
-  lists), plus ``path``; each file is checked against ``common.contracts`` and a file of the wrong
+  lists), plus ``path``; each file is checked against ``mr2_core.contracts`` and a file of the wrong
   shape is a ``ValueError`` naming the file and the key.
 * :func:`selection_rules` and :func:`select`: the runs as selected by one model-selection rule
   (``SELECTION_RULES``: best validation accuracy, best worst-class validation accuracy, last epoch),
@@ -23,15 +23,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from common.checks import bad
-from common.contracts import (
+from mr2_core.checks import bad
+from mr2_core.contracts import (
     LOSSES,
     METRICS_FILE,
     SELECTION_KEYS,
     SELECTION_RULES,
     SUMMARY_METRICS,
 )
-from common.io import read_json
+from mr2_core.io import read_json
 
 __all__ = ["CONFIGURED", "SPREAD_KEYS", "load_study", "selection_rules", "select", "per_class_table"]
 
@@ -78,7 +78,7 @@ def _check_numbers(path: Path, where: str, entry: dict, k: int | None) -> int:
 
 
 def _check_run(path: Path, m: Any, k: int | None) -> int:
-    """Check one metrics.json against the contract (common.contracts); return its K."""
+    """Check one metrics.json against the contract (mr2_core.contracts); return its K."""
     if not isinstance(m, dict):
         raise bad(str(path), type(m).__name__, "a JSON object of metrics (a dict), as mr2 train writes")
     k = _check_numbers(path, "", m, k)
@@ -118,7 +118,7 @@ def load_study(
 
     Returns:
         pandas DataFrame with columns ``loss, seed, path`` and every ``metrics.json`` key (per-class
-        lists stay lists), sorted by loss (``common.contracts.LOSSES`` order, others after) and seed.
+        lists stay lists), sorted by loss (``mr2_core.contracts.LOSSES`` order, others after) and seed.
         ``loss``/``seed`` come from the file, else from its folder names.
 
     Raises:

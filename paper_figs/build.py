@@ -69,7 +69,7 @@ def _data_lines(files: list[str]) -> list[str]:
 def _earlier_records(out: Path, drawn: set[int]) -> list[FigureRecord]:
     """The figures of ``out/index.json`` that this run did not draw and whose files are still in
     ``out``: redrawing some figures (``--only``) keeps the others in the index."""
-    from common.io import read_json
+    from mr2_core.io import read_json
 
     try:
         index = read_json(out / "index.json")
@@ -96,7 +96,7 @@ def write_index(records: list[FigureRecord], ctx: FigureContext, *, command: str
     Figures listed in an earlier ``index.json`` in the same folder that this run did not draw stay
     in the index, marked with the run that drew them, as long as their files are still there.
     """
-    from common.io import code_version, write_json, write_text
+    from mr2_core.io import code_version, write_json, write_text
 
     earlier = _earlier_records(ctx.out, {r.number for r in records})
     records = sorted([*records, *earlier], key=lambda r: r.number)

@@ -111,7 +111,7 @@ def render(mod: str | ModuleType, ctx: FigureContext) -> FigureRecord:
     finally:
         plt.close(made.fig)
     if made.table is not None:
-        from common.io import write_csv
+        from mr2_core.io import write_csv
 
         write_csv(ctx.out / f"{stem}.csv", made.table)
         paths.append(ctx.out / f"{stem}.csv")

@@ -19,8 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from common.checks import bad
-from common.contracts import SIMS_FILES
+from mr2_core.checks import bad
+from mr2_core.contracts import SIMS_FILES
 from paper_figs.common import FigureContext
 
 __all__ = [

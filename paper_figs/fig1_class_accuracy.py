@@ -4,7 +4,7 @@ Reads ``RUNS/<study>/<loss>/seed<k>/metrics.json`` (``per_class_accuracy``, ``cl
 ``mr2 train`` through ``mr2.report.load_study``. Classes are sorted by CE's mean accuracy, worst
 first, so the hard classes sit on the left. (a) Accuracy per class for each loss; (b) the paired
 difference MR2 - CE per class (same seeds). CIs: 95% Student-t intervals over seeds
-(``mr2.report.class_intervals`` / ``paired_class_differences``, i.e. ``common.stats.interval_estimates``);
+(``mr2.report.class_intervals`` / ``paired_class_differences``, i.e. ``mr2_core.stats.interval_estimates``);
 none with a single seed. The plots are ``paper_figs.study_plots``'.
 
 Run: ``python -m paper_figs.fig1_class_accuracy --results results --out results/figures``.

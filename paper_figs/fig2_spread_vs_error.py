@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from common.contracts import loss_label
+from mr2_core.contracts import loss_label
 from paper_figs import data, study_plots, style
 from paper_figs.common import FigureContext, Made, figure_main
 

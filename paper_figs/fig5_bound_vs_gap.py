@@ -122,11 +122,11 @@ def within_setting(frame: Any, *, seed: int) -> Any:
 
     Returns:
         pandas frame with the group keys and ``mean, ci_low, ci_high, n_settings`` (95% bootstrap CI
-        over settings, ``common.stats.bootstrap_ci``; NaN below 2 settings).
+        over settings, ``mr2_core.stats.bootstrap_ci``; NaN below 2 settings).
     """
     import pandas as pd
 
-    from common.stats import bootstrap_ci
+    from mr2_core.stats import bootstrap_ci
 
     keys = [k for k in GROUP_KEYS if k in frame.columns]
     setting = "setting" if "setting" in frame.columns else None

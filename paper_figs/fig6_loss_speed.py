@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from common.contracts import LOSS_BENCH_COLUMNS
+from mr2_core.contracts import LOSS_BENCH_COLUMNS
 from paper_figs import data, style
 from paper_figs.common import FigureContext, Made, figure_main
 

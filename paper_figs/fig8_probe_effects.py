@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.contracts import BASELINE_LOSS
+from mr2_core.contracts import BASELINE_LOSS
 from paper_figs import data, style
 from paper_figs.common import FigureContext, Made, figure_main
 
@@ -43,11 +43,11 @@ ALPHA = 0.05
 
 def manipulation_check(runs):
     """Per method, Spearman's rho between its runs' final margins and the CE probe's class errors on
-    the same seed, summarised over seeds (``common.stats.interval_estimates``, t)."""
+    the same seed, summarised over seeds (``mr2_core.stats.interval_estimates``, t)."""
     import pandas as pd
     from scipy.stats import spearmanr
 
-    from common.stats import interval_estimates
+    from mr2_core.stats import interval_estimates
 
     ce = runs[runs["loss"] == BASELINE_LOSS].set_index("seed")
     rhos: dict[str, list[float]] = {}

@@ -20,7 +20,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common.checks import bad
+from mr2_core.checks import bad
 from mr2.train.presets import PROBE_METHODS
 
 PROBE_LOSSES = tuple(PROBE_METHODS)

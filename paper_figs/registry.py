@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from common.checks import bad
+from mr2_core.checks import bad
 
 __all__ = ["FIGURES", "figure_module", "parse_only"]
 

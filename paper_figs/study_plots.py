@@ -2,7 +2,7 @@
 
 Each plot function takes ``ax=`` (a new figure of the paper's size when None) and returns
 ``(fig, ax)``; losses keep their fixed colours (``paper_figs.style.loss_color``, from
-``common.contracts``); every interval drawn comes from ``common.stats.interval_estimates`` through the
+``mr2_core.contracts``); every interval drawn comes from ``mr2_core.stats.interval_estimates`` through the
 tables of ``mr2.report`` (``class_intervals``, ``paired_class_differences``, ``summary``,
 ``spread_error_correlation``): no plot computes a CI of its own.
 
@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from common.contracts import METRIC_LABELS, SUMMARY_METRICS, loss_label
+from mr2_core.contracts import METRIC_LABELS, SUMMARY_METRICS, loss_label
 from paper_figs import style
 
 __all__ = [
@@ -65,9 +65,9 @@ def plot_sorted_class_accuracy(
 
     Args:
         long: ``mr2.report.per_class_table``'s table.
-        ci, rng, n_boot: the interval (``common.stats.interval_estimates``).
+        ci, rng, n_boot: the interval (``mr2_core.stats.interval_estimates``).
     """
-    from common.stats import interval_estimates
+    from mr2_core.stats import interval_estimates
 
     fig, ax = style.new_axes(ax)
     losses = list(dict.fromkeys(long["loss"]))
@@ -240,9 +240,9 @@ def plot_spread_vs_error(
         long: ``mr2.report.per_class_table``'s table.
         loss: which loss's runs to draw.
         rho: (point, low, high) of the Spearman correlation, shown in the title when given.
-        ci, rng, n_boot: the interval (``common.stats.interval_estimates``).
+        ci, rng, n_boot: the interval (``mr2_core.stats.interval_estimates``).
     """
-    from common.checks import bad
+    from mr2_core.checks import bad
     from mr2.report import class_intervals
 
     fig, ax = style.new_axes(ax)
@@ -319,7 +319,7 @@ def draw_report_figures(rep: Any, out: str | Path) -> dict[str, Path]:
     """
     import matplotlib.pyplot as plt
 
-    from common.io import atomic_open
+    from mr2_core.io import atomic_open
     from mr2.report import class_intervals
 
     style.set_theme()

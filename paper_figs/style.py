@@ -79,7 +79,7 @@ def palette(n: int) -> list[tuple[float, float, float]]:
 
 def loss_color(name: str) -> tuple[float, float, float]:
     """The fixed colour of a loss (e.g. ``"ce"``, ``"mr2"``)."""
-    from common.contracts import LOSS_COLOR_INDEX
+    from mr2_core.contracts import LOSS_COLOR_INDEX
 
     colors = palette(10)
     if name in LOSS_COLOR_INDEX:
@@ -89,7 +89,7 @@ def loss_color(name: str) -> tuple[float, float, float]:
 
 def figsize(width: str | float = "single", aspect: float = 0.75) -> tuple[float, float]:
     """(width, height) in inches; ``width``: ``"single"``, ``"double"`` or inches; height = width x aspect."""
-    from common.checks import bad
+    from mr2_core.checks import bad
 
     if width == "single":
         w = SINGLE_COLUMN
@@ -117,7 +117,7 @@ def new_axes(ax: Any = None, *, width: str | float = "single", aspect: float = 0
 
 def save_figure(fig: Any, out_dir: str | os.PathLike, stem: str) -> list[Path]:
     """Write ``fig`` as ``stem.pdf`` and ``stem.png`` in ``out_dir`` atomically; return both paths."""
-    from common.io import atomic_open
+    from mr2_core.io import atomic_open
 
     out = Path(out_dir)
     paths = []

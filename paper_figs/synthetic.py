@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from common.contracts import FASHION_MNIST_CLASSES, MR2_LOSSES, SELECTION_RULES, SIMS_COLUMNS
-from common.io import write_csv, write_json
-from common.seeding import as_generator
-from common.summaries import class_summary
+from mr2_core.contracts import FASHION_MNIST_CLASSES, MR2_LOSSES, SELECTION_RULES, SIMS_COLUMNS
+from mr2_core.io import write_csv, write_json
+from mr2_core.seeding import as_generator
+from mr2_core.summaries import class_summary
 
 __all__ = ["write_all", "write_runs", "write_sims", "write_loss_bench", "FASHION_CLASSES"]
 
@@ -116,7 +116,7 @@ def _contract_frame(name: str, rows: list[dict]) -> Any:
 
 def write_sims(folder: str | Path, *, rng: int | np.random.Generator = 0) -> Path:
     """Write ``margin_vs_variance.csv``, ``bound_vs_gap.csv`` and ``manifest.json`` in ``folder``, with
-    every column ``mr2 simulate`` writes (``common.contracts.SIMS_COLUMNS``; those the figures do not
+    every column ``mr2 simulate`` writes (``mr2_core.contracts.SIMS_COLUMNS``; those the figures do not
     read are NaN)."""
 
     gen = as_generator(rng)

@@ -105,7 +105,7 @@ def _time_preset(quick: bool, jobs: int) -> float:
 def main(argv: list[str] | None = None) -> int:
     import pandas as pd
 
-    from common.io import write_csv
+    from mr2_core.io import write_csv
 
     p = argparse.ArgumentParser(prog="mr2 bench sims", description=__doc__.splitlines()[0])
     p.add_argument("--out", default="results/bench", help="folder for sims_bench.csv")

@@ -8,7 +8,7 @@ One frozen dataclass per concept:
 * :class:`EvalConfig`: how test error is measured;
 * :class:`Setting`: one cell of a sweep (all of the above plus seeds), with a stable ``key``.
 
-Every constructor checks its arguments and raises ``ValueError`` through ``common.checks.bad`` so
+Every constructor checks its arguments and raises ``ValueError`` through ``mr2_core.checks.bad`` so
 that a bad config fails where it is written, not deep inside a batched solve.
 """
 
@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from common.checks import bad, check_int, positive_floats
+from mr2_core.checks import bad, check_int, positive_floats
 
 __all__ = [
     "LOSS_FORMS",

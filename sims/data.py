@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from common.checks import bad
-from common.seeding import as_generator
+from mr2_core.checks import bad
+from mr2_core.seeding import as_generator
 from sims.config import MixtureConfig
 
 __all__ = ["labels", "sample", "sample_training_sets", "children"]

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from scipy.special import ndtr
 
-from common.checks import bad
-from common.seeding import as_generator
+from mr2_core.checks import bad
+from mr2_core.seeding import as_generator
 from sims.config import MixtureConfig
 from sims.data import sample
 

@@ -10,7 +10,7 @@ computes each setting once and a single preset rerun after ``all`` costs nothing
   and the empirical optimum (cross-fitted over seeds, so its error is not selected on itself);
 * ``bound-vs-gap``: per class, the bound's margin term against the true generalisation gap.
 
-Every CI is ``common.stats.bootstrap_ci`` over seeds (percentile, 95%).
+Every CI is ``mr2_core.stats.bootstrap_ci`` over seeds (percentile, 95%).
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from common.checks import bad
-from common.contracts import SIMS_PRESETS
-from common.stats import bootstrap_ci
+from mr2_core.checks import bad
+from mr2_core.contracts import SIMS_PRESETS
+from mr2_core.stats import bootstrap_ci
 from sims.config import EvalConfig, LearnerConfig, MixtureConfig, SearchConfig, Setting
 from sims.evaluate import CRITERIA, criterion
 from sims.search import STAGE_GRID, SettingResult, parabolic_argmin

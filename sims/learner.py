@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from common.checks import bad
+from mr2_core.checks import bad
 from sims.config import LearnerConfig
 
 __all__ = ["FitResult", "fit", "objective", "per_sample_loss", "ARMIJO_C", "MAX_HALVINGS"]

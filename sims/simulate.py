@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common.io import code_version, write_csv, write_json, write_text
+from mr2_core.io import code_version, write_csv, write_json, write_text
 from sims.experiments import (
     N_BOOT,
     PRESETS,

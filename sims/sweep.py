@@ -1,13 +1,13 @@
 """A resumable, parallel sweep over settings with a per-setting cache.
 
 Each setting's :class:`sims.search.SettingResult` is written to ``CACHE/<key>-v<N>.npz`` by the
-parent process, atomically (``common.io.atomic_open``), as soon as it arrives. A rerun loads the
+parent process, atomically (``mr2_core.io.atomic_open``), as soon as it arrives. A rerun loads the
 settings whose file exists and computes only the others, so an interrupted sweep loses at most the
 settings in flight. The key is a hash of the whole setting, so a changed setting is recomputed, and
 so is a corrupt or truncated file (with a notice).
 
 Two sweeps on the same cache share the work: a process locks each setting (``CACHE/<key>.lock``,
-``common.locks``) just before it computes it, skips the settings another live process holds, and at
+``mr2_core.locks``) just before it computes it, skips the settings another live process holds, and at
 the end waits for those and reads their results (computing them itself when that process died).
 An interrupted sweep (Ctrl-C, SIGTERM through ``mr2``) stops its worker processes.
 
@@ -26,9 +26,9 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common.checks import bad
-from common.io import atomic_open, clean_tmp
-from common.locks import FileLock, lock_owner, try_lock
+from mr2_core.checks import bad
+from mr2_core.io import atomic_open, clean_tmp
+from mr2_core.locks import FileLock, lock_owner, try_lock
 from sims.config import Setting
 from sims.search import SettingResult, run_setting
 

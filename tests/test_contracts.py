@@ -1,4 +1,4 @@
-"""Every producer's output carries the names of ``common.contracts``, the one home of the interfaces
+"""Every producer's output carries the names of ``mr2_core.contracts``, the one home of the interfaces
 between the pillars: the sims tables, a training run's files and metrics.json keys, the loss
 benchmark's CSV, the report's summary, and the synthetic stand-ins the figure tests draw from."""
 
@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import sims.experiments as ex
-from common import contracts as C
+from mr2_core import contracts as C
 from mr2 import bench_loss
 from mr2.losses import LOSS_NAMES, make_loss
 from mr2.report import summary

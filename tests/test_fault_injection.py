@@ -4,7 +4,7 @@ processes on the same work (docs/reliability.md lists every check).
 Each case asserts either a ONE-LINE error that names the thing and the fix, with no traceback, or a
 correct recovery. The command line runs as a subprocess (``python -m mr2``) where what is checked is the
 process itself (the fixture run, the checks that come before any import, signals); the variants of one
-check run ``app.cli.main`` in this process, which is the same code without an interpreter start (about
+check run ``mr2_cli.cli.main`` in this process, which is the same code without an interpreter start (about
 2 s of CPU each for torch), so the module stays fast: tiny data (scikit-learn digits, 200 images, one
 epoch; a few hundred fake Fashion-MNIST images), one trained run shared by the checkpoint cases.
 """
@@ -28,9 +28,9 @@ import pytest
 import torch
 
 import mr2
-from app import cli
-from common.io import atomic_open, check_writable_dir, clean_tmp, write_json
-from common.locks import lock_owner, try_lock
+from mr2_cli import cli
+from mr2_core.io import atomic_open, check_writable_dir, clean_tmp, write_json
+from mr2_core.locks import lock_owner, try_lock
 from mr2 import data as mdata
 from sims.config import EvalConfig, LearnerConfig, MixtureConfig, SearchConfig, Setting
 from sims.sweep import cache_path, lock_path, run_sweep
@@ -64,7 +64,7 @@ def mr2_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 def cli_here(argv: list[str], capsys) -> tuple[int, str, str]:
-    """``app.cli.main(argv)`` in this process: (exit status, stdout, stderr). An exception that escapes
+    """``mr2_cli.cli.main(argv)`` in this process: (exit status, stdout, stderr). An exception that escapes
     main (a traceback for the user) fails the test. The signal handlers main installs are restored."""
     saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:

@@ -1,6 +1,6 @@
 """The layer order of docs/conventions.md (Layers), enforced over every import in the packages.
 
-common (bottom) <- theory <- {sims, mr2} (side by side) <- paper_figs <- app (top, imported by nothing).
+mr2_core (bottom) <- theory <- {sims, mr2} (side by side) <- paper_figs <- mr2_cli (top, imported by nothing).
 An import may only point to the same layer or a lower one; ``sims`` and ``mr2`` never import each
 other; nothing outside ``theory`` imports a private ``theory._x`` module; and the project's modules
 import each other without a cycle. Every import counts, the ones inside functions too: a lazy import
@@ -16,7 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # package -> rank; a module may import packages of the same or a lower rank
-LAYERS = {"common": 0, "theory": 1, "sims": 2, "mr2": 2, "paper_figs": 3, "app": 4}
+LAYERS = {"mr2_core": 0, "theory": 1, "sims": 2, "mr2": 2, "paper_figs": 3, "mr2_cli": 4}
 SIDE_BY_SIDE = {("sims", "mr2"), ("mr2", "sims")}
 
 
@@ -50,7 +50,7 @@ def _sources() -> list[Path]:
 
 
 def _layer_of(path: Path) -> str:
-    return "app" if path.name == "__main__.py" else path.relative_to(ROOT).parts[0]
+    return "mr2_cli" if path.name == "__main__.py" else path.relative_to(ROOT).parts[0]
 
 
 def test_every_package_is_checked():

@@ -173,8 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     import pandas as pd
 
-    from common.checks import bad
-    from common.io import write_csv
+    from mr2_core.checks import bad
+    from mr2_core.io import write_csv
 
     args = build_parser().parse_args(argv)
     for name in ("classes", "repeats", "instances", "derive_runs"):

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from common.checks import as_float_array, bad, check_in, check_positive
+from mr2_core.checks import as_float_array, bad, check_in, check_positive
 
 __all__ = [
     "BUDGETS",

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from common.checks import as_float_array, bad, check_positive
+from mr2_core.checks import as_float_array, bad, check_positive
 
 __all__ = ["scipy_optimal_margins"]
 

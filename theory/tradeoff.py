@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from common.checks import as_float_array, bad, check_positive
+from mr2_core.checks import as_float_array, bad, check_positive
 
 __all__ = ["Tradeoff", "gaussian_ramp_risk", "tradeoff_margins", "two_gaussians"]
 

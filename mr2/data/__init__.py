@@ -8,7 +8,7 @@
 Every loader returns uint8 images shaped (N, C, H, W) and int64 labels.
 """
 
-from common.contracts import FASHION_MNIST_CLASSES
+from mr2_core.contracts import FASHION_MNIST_CLASSES
 from mr2.data.batching import AugmentationPlan, augment, batch_indices, normalize, to_device
 from mr2.data.dataset import ImageData, load_dataset
 from mr2.data.idx import read_idx, write_idx

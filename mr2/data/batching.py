@@ -17,7 +17,7 @@ import itertools
 import torch
 import torch.nn.functional as F
 
-from common.checks import bad
+from mr2_core.checks import bad
 
 __all__ = ["batch_indices", "normalize", "augment", "AugmentationPlan", "to_device"]
 

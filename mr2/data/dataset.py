@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from common.checks import bad
+from mr2_core.checks import bad
 from mr2.data import splits
 from mr2.data.sources import DATASET_NAMES, load_arrays
 from mr2.data.splits import stratified_split

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.checks import bad
+from mr2_core.checks import bad
 
 __all__ = ["read_idx", "write_idx", "FMNIST_INSTALL"]
 

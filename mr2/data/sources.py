@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from common.checks import bad
-from common.contracts import FASHION_MNIST_CLASSES
+from mr2_core.checks import bad
+from mr2_core.contracts import FASHION_MNIST_CLASSES
 from mr2.data.idx import FMNIST_INSTALL, read_idx
 from mr2.data.splits import stratified_split
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from common.checks import bad
+from mr2_core.checks import bad
 
 __all__ = ["stratified_split", "long_tail_counts", "long_tail_subsample", "TRAIN_SUBSETS", "train_subset"]
 

@@ -12,8 +12,8 @@ from typing import Any
 
 from torch import nn
 
-from common.checks import bad
-from common.contracts import LOSSES
+from mr2_core.checks import bad
+from mr2_core.contracts import LOSSES
 from mr2.losses._common import LossBase
 from mr2.losses.cdb import CDBLoss
 from mr2.losses.ce import CrossEntropyLoss

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from common.checks import bad, check_in, check_real
+from mr2_core.checks import bad, check_in, check_real
 
 __all__ = [
     "LossBase",

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from common.checks import bad
+from mr2_core.checks import bad
 from mr2.losses._common import LossBase, all_reduce_sum, check_real
 
 __all__ = ["CDBLoss", "cdb_weights", "MIN_DIFFICULTY"]

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from common.checks import bad
+from mr2_core.checks import bad
 from mr2.losses._common import LossBase, check_class_counts, check_real
 from theory import ldam_margins
 

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from common.checks import bad, check_int
+from mr2_core.checks import bad, check_int
 from mr2.losses._common import (
     LossBase,
     all_gather_batch,

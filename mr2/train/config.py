@@ -15,8 +15,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from common.checks import bad, check_in, check_int, check_real
-from common.contracts import LOSSES, SELECTION_RULES
+from mr2_core.checks import bad, check_in, check_int, check_real
+from mr2_core.contracts import LOSSES, SELECTION_RULES
 from mr2.data.sources import DATASET_NAMES
 from mr2.data.splits import TRAIN_SUBSETS
 from mr2.models import HEADS

@@ -9,7 +9,7 @@ A run directory ``RUNS/<study>/<loss>/seed<k>/`` holds (docs/CONTRACTS.md):
   states, the best model so far), so an interrupted run resumes and ends with the same numbers;
 * ``metrics.json``: test numbers of the model selected on the validation split, per class, and the
   bound's a_k = ||mu_k||² + s_k² from that model's training features;
-* ``.lock`` while a process trains it (``common.locks``): a second process gets ``Busy``, naming the
+* ``.lock`` while a process trains it (``mr2_core.locks``): a second process gets ``Busy``, naming the
   first; a lock left by a killed process is taken over.
 
 Under torch.distributed (``torchrun``) every rank ends with the same model and the same numbers:
@@ -30,12 +30,12 @@ from typing import Any
 
 import torch
 
-from common.checks import one_line
-from common.contracts import (
+from mr2_core.checks import one_line
+from mr2_core.contracts import (
     SELECTION_RULES,
 )
-from common.io import code_version, torch_save, write_csv, write_json
-from common.seeding import seed_everything
+from mr2_core.io import code_version, torch_save, write_csv, write_json
+from mr2_core.seeding import seed_everything
 from mr2 import data as mdata
 from mr2.models import build_model
 from mr2.train.config import TrainConfig, validate_config
@@ -552,7 +552,7 @@ def train_run(
     Raises:
         ValueError: bad config, ``run_dir`` holds a run of another config, or a corrupt checkpoint.
         TrainingDiverged: the loss became NaN/inf; the last good checkpoint stays in ``run_dir``.
-        common.locks.Busy: another live process is training this run (the message names it).
+        mr2_core.locks.Busy: another live process is training this run (the message names it).
     """
     validate_config(cfg)
     paths = RunPaths(Path(run_dir))

@@ -10,8 +10,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from common.checks import bad
-from common.contracts import LOSSES
+from mr2_core.checks import bad
+from mr2_core.contracts import LOSSES
 from mr2.train.config import TrainConfig, apply_overrides
 
 __all__ = ["Preset", "PRESETS", "get_preset", "ALL_LOSSES", "MR2_SEPARATION", "LDAM_COSINE"]
@@ -72,7 +72,7 @@ PROTOCOL = TrainConfig(
     split_seed=0, deterministic=True,
 )  # fmt: skip
 # 12 paired seeds: a paired SD of 1.1 points on the worst class makes a 1-point effect detectable at
-# 80% power (common.stats.seeds_for_effect(1.1, 1.0) = 12)
+# 80% power (mr2_core.stats.seeds_for_effect(1.1, 1.0) = 12)
 KEY_SEEDS = tuple(range(12))
 # the released MR2 code's configuration (mr2-official: L5 statistics, 1000 statistic slots, EMA 0.999)
 # with its head (a linear layer on normalised features), the same head with CE, and its WiSE-FT merge

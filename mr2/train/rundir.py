@@ -2,7 +2,7 @@
 
 ``RUNS/<study>/<method>/seed<k>/`` holds ``config.json``, ``log.csv``, ``checkpoint.pt``,
 ``metrics.json`` (docs/CONTRACTS.md), ``model.pt`` with ``save_model``, and ``.lock`` while a process
-trains it (``common.locks``: a second process gets ``Busy``, naming the first; a lock left by a killed
+trains it (``mr2_core.locks``: a second process gets ``Busy``, naming the first; a lock left by a killed
 process is taken over).
 """
 
@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common.contracts import CHECKPOINT_FILE, CONFIG_FILE, LOCK_FILE, LOG_FILE, METRICS_FILE
-from common.io import clean_tmp, read_json
-from common.locks import hold_lock
+from mr2_core.contracts import CHECKPOINT_FILE, CONFIG_FILE, LOCK_FILE, LOG_FILE, METRICS_FILE
+from mr2_core.io import clean_tmp, read_json
+from mr2_core.locks import hold_lock
 from mr2.train.config import RESUME_FREE_FIELDS, TrainConfig
 
 __all__ = [
@@ -116,7 +116,7 @@ def read_run_json(path: Path, fix: str) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def run_lock(paths: RunPaths):
-    """Hold ``RUN/.lock`` while training (``common.locks.Busy`` when another process holds it). Under
+    """Hold ``RUN/.lock`` while training (``mr2_core.locks.Busy`` when another process holds it). Under
     torchrun rank 0 holds it for every rank: the others would find it taken."""
     if int(os.environ.get("RANK", "0")) != 0:
         yield

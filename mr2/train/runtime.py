@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from common.checks import bad
+from mr2_core.checks import bad
 from mr2.train.config import TrainConfig
 
 __all__ = [

@@ -11,9 +11,9 @@ from typing import Any
 
 import torch
 
-from common.checks import bad, check_int
-from common.io import check_writable_dir
-from common.locks import Busy
+from mr2_core.checks import bad, check_int
+from mr2_core.io import check_writable_dir
+from mr2_core.locks import Busy
 from mr2.train.config import TrainConfig
 from mr2.train.loop import TrainingDiverged, train_run
 from mr2.train.presets import Preset, get_preset

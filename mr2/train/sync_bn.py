@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from common.checks import bad
+from mr2_core.checks import bad
 
 __all__ = [
     "GlobalBatchNorm",

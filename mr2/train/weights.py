@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from common.checks import bad, one_line
+from mr2_core.checks import bad, one_line
 
 __all__ = ["cpu_state", "load_backbone", "interpolate_states"]
 

@@ -209,7 +209,7 @@ check.round(3)
 #    Pass `weights=` to `centred_spread` and find a case where the weighted and unweighted
 #    centroids rank the classes differently.
 # 4. **Power.** With the probe study's paired SD of the worst-class difference, how many seeds would
-#    detect a 0.5-point effect? (`common.stats.seeds_for_effect`.)
+#    detect a 0.5-point effect? (`mr2_core.stats.seeds_for_effect`.)
 # 5. **Temperature or margin?** For one sample of class $y$ with logits $z$, write the gradient of
 #    CE$(z/\gamma_y, y)$ and of CE$(z - \gamma_y e_y, y)$ with respect to $z_y$. Which one grows with
 #    $\gamma_y$ for a misclassified sample? Check the sign on the probe study's table above.
@@ -230,7 +230,7 @@ for wide in (2.0, 4.0):
 
 # %%
 # Solution to exercise 4
-from common.stats import seeds_for_effect
+from mr2_core.stats import seeds_for_effect
 
 diffs = worst[worst["loss"] != "ce"]
 sd = float(diffs["diff_sd"].median())

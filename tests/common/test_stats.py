@@ -1,4 +1,4 @@
-"""common.stats against SciPy and against the definitions, on seeded data.
+"""mr2_core.stats against SciPy and against the definitions, on seeded data.
 
 Intervals: the t interval equals scipy's one-sample t interval; BCa equals ``scipy.stats.bootstrap``
 called with the same Generator; the percentile method is ``bootstrap_ci`` unchanged. Paired tests:
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from common.stats import (
+from mr2_core.stats import (
     MIN_BOOT,
     bca_interval,
     bootstrap_ci,

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 import torch
 
-from app.cli import main as cli_main
-from common.contracts import LOSS_BENCH_COLUMNS
+from mr2_cli.cli import main as cli_main
+from mr2_core.contracts import LOSS_BENCH_COLUMNS
 from mr2 import bench_loss
 
 

@@ -16,9 +16,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from app import cli
-from common.contracts import REPORT_SUMMARY_COLUMNS, SELECTION_RULES, SUMMARY_METRICS
-from common.io import write_json
+from mr2_cli import cli
+from mr2_core.contracts import REPORT_SUMMARY_COLUMNS, SELECTION_RULES, SUMMARY_METRICS
+from mr2_core.io import write_json
 from mr2.report import (
     build_report,
     load_study,

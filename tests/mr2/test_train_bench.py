@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from app.cli import main as cli_main
+from mr2_cli.cli import main as cli_main
 from mr2 import bench_train
 
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from common.contracts import LOSSES
+from mr2_core.contracts import LOSSES
 from mr2 import data as mdata
 from mr2.host_syncs import count_host_syncs
 from mr2.losses import make_loss

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 import torch
 
-from common.contracts import SELECTION_RULES
-from common.seeding import seed_everything
+from mr2_core.contracts import SELECTION_RULES
+from mr2_core.seeding import seed_everything
 from mr2.data import load_dataset
 from mr2.data.splits import long_tail_counts, long_tail_subsample
 from mr2.models import build_model

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 import torch
 
-from app.cli import main as cli_main
-from common.contracts import METRICS_KEYS
+from mr2_cli.cli import main as cli_main
+from mr2_core.contracts import METRICS_KEYS
 from mr2 import train as mtrain
 from mr2.train import TrainingDiverged, apply_overrides, get_preset, run_study, train_run
 

@@ -11,7 +11,7 @@ import json
 import numpy as np
 import pytest
 
-from app import cli
+from mr2_cli import cli
 from paper_figs import data, registry, style, synthetic
 from paper_figs.common import FigureContext
 

@@ -8,12 +8,12 @@ import time
 
 import pytest
 
-from app import cli, demo
+from mr2_cli import cli, demo
 from paper_figs import registry, synthetic
 
 
 def _fake_pillars(out, calls, real_main, fail=()):
-    """A stand-in for ``app.cli.main`` that writes each step's files in the contract's formats; the
+    """A stand-in for ``mr2_cli.cli.main`` that writes each step's files in the contract's formats; the
     figures step runs the real ``mr2 figures`` on them, for figure 3 only (the smoke tests draw the rest)."""
 
     def main(argv):
@@ -43,7 +43,7 @@ def _fake_pillars(out, calls, real_main, fail=()):
 
 
 def test_demo_runs_every_step_in_order_and_links_them(tmp_path, monkeypatch):
-    import app.cli as real_cli
+    import mr2_cli.cli as real_cli
 
     calls = []
     monkeypatch.setattr(real_cli, "main", _fake_pillars(tmp_path, calls, real_cli.main))
@@ -63,7 +63,7 @@ def test_demo_runs_every_step_in_order_and_links_them(tmp_path, monkeypatch):
 
 
 def test_a_failed_step_is_reported_and_the_rest_still_runs(tmp_path, monkeypatch, capsys):
-    import app.cli as real_cli
+    import mr2_cli.cli as real_cli
 
     calls = []
     monkeypatch.setattr(real_cli, "main", _fake_pillars(tmp_path, calls, real_cli.main, fail=("simulate",)))

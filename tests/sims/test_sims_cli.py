@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 import sims.experiments as ex
-from app.cli import main
-from common.contracts import SIMS_COLUMNS
+from mr2_cli.cli import main
+from mr2_core.contracts import SIMS_COLUMNS
 from sims.verdict import verdict_table
 
 TINY = ex.PresetSpec(

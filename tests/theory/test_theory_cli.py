@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from app.cli import main
+from mr2_cli.cli import main
 from theory import bench
 from theory.derivation import derivation
 from theory.steps import Check

@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from common.io import check_writable_dir
+    from mr2_core.io import check_writable_dir
 
     check_writable_dir(args.out, "--out")  # before the heavy imports
     check_writable_dir(args.results, "--results")  # missing results are made there

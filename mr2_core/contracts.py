@@ -82,7 +82,7 @@ CONFIG_FILE = "config.json"  # the config, the code version (git hash) and the e
 LOG_FILE = "log.csv"  # one row per epoch
 CHECKPOINT_FILE = "checkpoint.pt"  # written atomically after every epoch
 METRICS_FILE = "metrics.json"  # test numbers of the selected model
-LOCK_FILE = ".lock"  # held while a process trains the run (common.locks); removed when it is done
+LOCK_FILE = ".lock"  # held while a process trains the run (mr2_core.locks); removed when it is done
 RUN_FILES: tuple[str, ...] = (CONFIG_FILE, LOG_FILE, CHECKPOINT_FILE, METRICS_FILE)
 
 # Keys every metrics.json holds (it may hold more).
@@ -125,7 +125,7 @@ SELECTION_LABELS = MappingProxyType(
     }
 )
 # Keys of each selections[rule] entry: the epoch and the test numbers of the model the rule selects
-# (the keys of common.summaries.class_summary among them).
+# (the keys of mr2_core.summaries.class_summary among them).
 SELECTION_KEYS: tuple[str, ...] = (
     "selected_epoch",
     "accuracy",
@@ -157,7 +157,7 @@ METRIC_LABELS = MappingProxyType(
 HIGHER_IS_BETTER = MappingProxyType({m: m != "class_accuracy_std" for m in SUMMARY_METRICS})
 # bottom/top tail: the ceil(TAIL_FRACTION * K) worst/best classes (1 class when K = 10)
 TAIL_FRACTION = 0.10
-# Confidence intervals over seeds (common.stats.interval_estimates): Student t (the default for
+# Confidence intervals over seeds (mr2_core.stats.interval_estimates): Student t (the default for
 # means), BCa bootstrap, percentile bootstrap.
 CI_METHODS: tuple[str, ...] = ("t", "bca", "percentile")
 # summary.csv of `mr2 report`: one row per (selection rule, loss, metric). diff_* and the tests compare

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from common.contracts import BASELINE_LOSS, CI_METHODS, SELECTION_RULES
+from mr2_core.contracts import BASELINE_LOSS, CI_METHODS, SELECTION_RULES
 
 HELP = (
     "report a training study: per-class accuracy over seeds with t CIs, paired tests vs CE (Holm, MDE, "
@@ -51,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from common.io import check_writable_dir
+    from mr2_core.io import check_writable_dir
 
     check_writable_dir(args.out or Path(args.study_dir) / "report", "--out")  # before the heavy imports
     from mr2.report import write_report

@@ -30,8 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from app.demo import run_demo
-    from common.io import check_writable_dir
+    from mr2_cli.demo import run_demo
+    from mr2_core.io import check_writable_dir
 
     check_writable_dir(args.out, "--out")
     return run_demo(args.out, tiny=args.tiny)

@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from common.io import check_writable_dir
+    from mr2_core.io import check_writable_dir
 
     # each benchmark parses its own options; its --out is checked here, before minutes of timing
     peek = argparse.ArgumentParser(add_help=False)

@@ -29,9 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from common.checks import bad, check_int, check_real
-from common.contracts import CI_METHODS
-from common.seeding import as_generator
+from mr2_core.checks import bad, check_int, check_real
+from mr2_core.contracts import CI_METHODS
+from mr2_core.seeding import as_generator
 
 __all__ = [
     "bootstrap_ci",

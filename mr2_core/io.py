@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from common.checks import bad
+from mr2_core.checks import bad
 
 __all__ = [
     "atomic_open",

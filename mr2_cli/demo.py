@@ -43,7 +43,7 @@ class Step:
 
 
 def _run(step: Step) -> None:
-    from app import cli
+    from mr2_cli import cli
 
     print(f"\n[demo] {step.name}: {step.command}", flush=True)
     t0 = time.perf_counter()
@@ -146,7 +146,7 @@ def write_summary(out: Path, steps: list[Step], *, dataset: str, total_seconds: 
     pillar's own report, linking the full files."""
     import json
 
-    from common.io import code_version, write_text
+    from mr2_core.io import code_version, write_text
 
     version = code_version()
     now = _dt.datetime.now().astimezone().isoformat(timespec="seconds")

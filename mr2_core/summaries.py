@@ -10,8 +10,8 @@ import math
 
 import numpy as np
 
-from common.checks import bad
-from common.contracts import TAIL_FRACTION
+from mr2_core.checks import bad
+from mr2_core.contracts import TAIL_FRACTION
 
 __all__ = ["class_summary", "tail_size"]
 

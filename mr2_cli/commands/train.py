@@ -42,8 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import time
 
-    from common.checks import bad, check_int
-    from common.io import check_writable_dir
+    from mr2_core.checks import bad, check_int
+    from mr2_core.io import check_writable_dir
 
     if args.preset and not args.list:  # cheap checks first: before torch is imported and data loaded
         check_int("--jobs", args.jobs, 1)

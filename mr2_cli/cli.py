@@ -1,4 +1,4 @@
-"""The ``mr2`` command line: one sub-command per module in ``app.commands``.
+"""The ``mr2`` command line: one sub-command per module in ``mr2_cli.commands``.
 
 Each command module exposes ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``,
 and imports nothing heavy at module level, so that ``mr2 --help`` and ``mr2 derive`` start fast. A
@@ -18,7 +18,7 @@ import importlib
 import signal
 import sys
 
-from common.locks import Busy
+from mr2_core.locks import Busy
 
 # order shown in --help: the demo's own order
 COMMANDS = ("demo", "derive", "simulate", "train", "report", "figures", "bench")
@@ -52,9 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for name in COMMANDS:
         try:
-            mod = importlib.import_module(f"app.commands.{name}")
+            mod = importlib.import_module(f"mr2_cli.commands.{name}")
         except ModuleNotFoundError as exc:
-            if exc.name != f"app.commands.{name}":
+            if exc.name != f"mr2_cli.commands.{name}":
                 raise
             continue  # a command not built yet is simply not offered
         p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)

@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # heavy imports here, not at module level: `mr2 --help` must stay fast
-    from common.io import check_writable_dir, code_version, write_text
+    from mr2_core.io import check_writable_dir, code_version, write_text
 
     check_writable_dir(args.out, "--out")  # before SymPy is imported and the derivation's seconds
     from theory.derivation import derivation

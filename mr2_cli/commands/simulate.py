@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from common.contracts import SIMS_PRESETS
+from mr2_core.contracts import SIMS_PRESETS
 
 HELP = "Gaussian-mixture simulations: does the optimal margin grow with each class's variance?"
 INTERRUPTED = (
@@ -29,8 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from common.checks import check_int
-    from common.io import check_writable_dir
+    from mr2_core.checks import check_int
+    from mr2_core.io import check_writable_dir
 
     check_int("--jobs", args.jobs, 1)
     check_writable_dir(args.out, "--out")  # before the sweep, and before its imports
