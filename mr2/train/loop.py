@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from mr2_core.checks import one_line
+from mr2_core.checks import bad, one_line, summarise
 from mr2_core.contracts import (
     SELECTION_RULES,
 )
@@ -38,13 +38,15 @@ from mr2_core.io import code_version, torch_save, write_csv, write_json
 from mr2_core.seeding import seed_everything
 from mr2 import data as mdata
 from mr2.models import build_model
-from mr2.train.config import TrainConfig, validate_config
+from mr2.train.config import TrainConfig
 from mr2.train.evaluation import evaluate, predict
 from mr2.train.fast import EpochFeed, configure_value_checks, training_net
 from mr2.train.rundir import (
     RunPaths,
+    check_resume_overwrite,
     config_record,
     existing_result,
+    incompatible,
     run_lock,
 )
 from mr2.train.runtime import (
@@ -59,11 +61,13 @@ from mr2.train.runtime import (
     set_rng_state,
 )
 from mr2.train.sync_bn import convert_sync_batchnorm, resolve_sync_bn
-from mr2.train.weights import cpu_state, interpolate_states, load_backbone
+from mr2.train.weights import cpu_state, interpolate_states, load_backbone, load_plain
 
 __all__ = ["train_run", "TrainingDiverged", "CHECKPOINT_VERSION"]
 
 CHECKPOINT_VERSION = 2  # 2: one selected model per rule (SELECTION_RULES) and the initial weights
+# what a resumed run's data must match (the checkpoint's and config.json's "data" record)
+DATA_KEYS = ("source", "n_train", "n_val", "n_test", "class_names", "class_counts")
 
 
 class TrainingDiverged(RuntimeError):
@@ -100,6 +104,7 @@ class Session:
     best: dict[str, dict[str, Any]] = field(default_factory=dict)
     init_state: dict[str, torch.Tensor] | None = None  # the weights before training, for merge_alpha
     eval_model: torch.nn.Module | None = None  # a copy that holds the merged weights, for merge_alpha
+    last_margins: torch.Tensor | None = None  # MR2's margins of the last step (kept by the checkpoint)
 
     @property
     def num_classes(self) -> int:
@@ -111,9 +116,16 @@ class Session:
 
 
 # ------------------------------------------------------------------------------ opening a run
-def _open(cfg: TrainConfig, paths: RunPaths, resume: bool, feature_cache: bool | None) -> Session:
-    """Build the run (data, model, loss, optimiser) and resume its checkpoint or record its config."""
-    dist_info = init_distributed(cfg.device)
+def _open(
+    cfg: TrainConfig,
+    paths: RunPaths,
+    resume: bool,
+    feature_cache: bool | None,
+    dist_info: Dist | None = None,
+) -> Session:
+    """Build the run (data, model, loss, optimiser) and resume its checkpoint or record its config
+    (``dist_info``: the caller's ``init_distributed``, made once per run)."""
+    dist_info = dist_info or init_distributed(cfg.device)
     device = resolve_device(cfg.device, dist_info)
     amp = amp_dtype(device, cfg.amp)
     seed_everything(cfg.seed, deterministic=cfg.deterministic)
@@ -183,18 +195,23 @@ def _open(cfg: TrainConfig, paths: RunPaths, resume: bool, feature_cache: bool |
             )
         _load_checkpoint(session)
     elif dist_info.main:
-        sizes = {"n_train": len(data.y_train), "n_val": len(data.y_val), "n_test": len(data.y_test)}
         record = {
             "config": config_record(cfg),
             "code_version": code_version(),
             "environment": environment(device, dist_info),
-            "data": {
-                "source": data.source, **sizes, "class_names": list(data.class_names),
-                "class_counts": data.class_counts().tolist(),
-            },
-        }  # fmt: skip
+            "data": _data_record(data),
+        }
         write_json(paths.config, record)
     return session
+
+
+def _data_record(data: mdata.ImageData) -> dict[str, Any]:
+    """What the run trains on, as config.json and the checkpoint record it (``DATA_KEYS``)."""
+    sizes = {"n_train": len(data.y_train), "n_val": len(data.y_val), "n_test": len(data.y_test)}
+    return {
+        "source": data.source, **sizes, "class_names": list(data.class_names),
+        "class_counts": data.class_counts().tolist(),
+    }  # fmt: skip
 
 
 def _per_rank_batch(cfg: TrainConfig, dist_info: Dist) -> int:
@@ -220,13 +237,12 @@ def _no_selection() -> dict[str, Any]:
 def _load_checkpoint(s: Session) -> None:
     path = s.paths.checkpoint
     fix = "pass --overwrite to train this run again from the start (its saved epochs are lost)"
-    try:
-        ckpt = torch.load(path, map_location=s.device, weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - truncated zip, pickle garbage, a text file: all corrupt
-        raise ValueError(f"{path}: corrupt or truncated checkpoint ({one_line(exc)}); {fix}") from None
+    # plain data only (weights_only): a checkpoint received with a run folder cannot run code
+    ckpt = load_plain(path, str(path), "checkpoint", fix, map_location=s.device)
     if not isinstance(ckpt, dict) or ckpt.get("version") != CHECKPOINT_VERSION:
         found = ckpt.get("version") if isinstance(ckpt, dict) else type(ckpt).__name__
         raise ValueError(f"{path}: checkpoint format {found!r}, expected {CHECKPOINT_VERSION}; {fix}")
+    _check_resumable(s, ckpt, fix)
     try:
         s.model.load_state_dict(ckpt["model"])
         s.init_state = ckpt.get("init_state", s.init_state)
@@ -240,8 +256,43 @@ def _load_checkpoint(s: Session) -> None:
             ckpt["train_time_s"],
             ckpt["best"],
         )
+        s.last_margins = ckpt.get("margins")
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # a field missing or of another shape
         raise ValueError(f"{path}: checkpoint does not fit this run ({one_line(exc)}); {fix}") from None
+    if s.dist.main and s.log_rows:  # a kill between the checkpoint and the log write lost log rows
+        import pandas as pd
+
+        write_csv(s.paths.log, pd.DataFrame(s.log_rows))
+
+
+def _check_resumable(s: Session, ckpt: dict[str, Any], fix: str) -> None:
+    """Refuse to continue a checkpoint under another config or on other data (one line naming what
+    differs). The data record is the checkpoint's, or config.json's for a checkpoint made before it
+    kept one."""
+    path = s.paths.checkpoint
+    saved = ckpt.get("config")
+    if not isinstance(saved, dict):
+        raise ValueError(f"{path}: checkpoint records no config; {fix}")
+    diff = incompatible(saved, s.cfg)
+    if diff:
+        shown = ", ".join(f"{k}: {saved.get(k)!r} -> {getattr(s.cfg, k, None)!r}" for k in diff[:6])
+        raise ValueError(
+            f"{path}: made with another config ({shown}); resume with the settings it was made with, or {fix}"
+        )
+    data = ckpt.get("data")
+    if data is None and s.paths.config.is_file():
+        from mr2.train.rundir import read_run_json
+
+        data = read_run_json(s.paths.config, fix).get("data")
+    if not isinstance(data, dict):
+        return  # a checkpoint that predates the record and no config.json: nothing to compare
+    now = _data_record(s.data)
+    diff = [k for k in DATA_KEYS if k in data and data[k] != now[k]]
+    if diff:
+        shown = ", ".join(f"{k}: {summarise(data[k])} -> {summarise(now[k])}" for k in diff[:3])
+        raise ValueError(
+            f"{path}: made on other data ({shown}); point --data-dir at the data it was made on, or {fix}"
+        )
 
 
 def _build_feature_cache(s: Session) -> None:
@@ -442,6 +493,8 @@ def _save_checkpoint(s: Session, epoch: int) -> None:
         "best": s.best,
         "init_state": s.init_state,
         "config": config_record(s.cfg),
+        "data": _data_record(s.data),
+        "margins": _last_margins(s),
     }
     torch_save(s.paths.checkpoint, state)
     import pandas as pd
@@ -450,6 +503,15 @@ def _save_checkpoint(s: Session, epoch: int) -> None:
 
 
 # ------------------------------------------------------------------------------ final metrics
+def _last_margins(s: Session) -> torch.Tensor | None:
+    """MR2's margins (K,) of the last training step, on the host; those the checkpoint kept when this
+    process has not trained a step (a run resumed from its final checkpoint); None for other losses."""
+    margins = getattr(s.loss_fn, "last", {}).get("margins")
+    if torch.is_tensor(margins) and margins.numel() > 1:
+        s.last_margins = margins.detach().float().cpu()
+    return s.last_margins
+
+
 def _selected_state(s: Session, rule: str) -> tuple[int, dict[str, torch.Tensor]]:
     if rule == "last":
         return s.cfg.epochs, cpu_state(s.model)
@@ -461,7 +523,7 @@ def _final_metrics(s: Session) -> dict[str, Any]:
     and the bound's a_k from the configured rule's training features. Every split is evaluated sharded
     over the ranks with summed counts, so every rank returns the same dict."""
     cfg, data = s.cfg, s.data
-    margins = getattr(s.loss_fn, "last", {}).get("margins")
+    margins = _last_margins(s)
     trained = {rule: _selected_state(s, rule) for rule in SELECTION_RULES}  # before any state is loaded
     selections = {}
     for rule in SELECTION_RULES:
@@ -509,8 +571,8 @@ def _final_metrics(s: Session) -> dict[str, Any]:
         "merge_alpha": cfg.merge_alpha,
         "code_version": code_version(),
     }
-    if torch.is_tensor(margins) and margins.numel() > 1:  # MR2: the margins of the last step
-        m = margins.detach().float().cpu()
+    if margins is not None:  # MR2: the margins of the last step
+        m = margins
         metrics.update(margins=m.tolist(), margin_min=float(m.min()), margin_max=float(m.max()))
     if cfg.save_model and s.dist.main:
         torch_save(s.paths.model, cpu_state(model))
@@ -554,7 +616,9 @@ def train_run(
         TrainingDiverged: the loss became NaN/inf; the last good checkpoint stays in ``run_dir``.
         mr2_core.locks.Busy: another live process is training this run (the message names it).
     """
-    validate_config(cfg)
+    if not isinstance(cfg, TrainConfig):  # a TrainConfig is validated (and frozen) when it is made
+        raise bad("cfg", cfg, "a mr2.train.TrainConfig")
+    check_resume_overwrite(resume, overwrite)
     paths = RunPaths(Path(run_dir))
     with run_lock(paths):
         return _train_locked(cfg, paths, resume, overwrite, progress, epoch_budget, feature_cache)
@@ -580,7 +644,7 @@ def _train_locked(
         raise ValueError(finished)
     if finished is not None:
         return finished
-    s = _open(cfg, paths, resume, feature_cache)
+    s = _open(cfg, paths, resume, feature_cache, dist_info)
     show = progress and s.dist.main
     if s.use_cache and s.start_epoch < cfg.epochs:
         _build_feature_cache(s)
