@@ -99,17 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check_args(args: argparse.Namespace) -> None:
-    from mr2_core.checks import bad
+    from mr2_core.checks import MAX_THREADS, bad, check_scalar
 
-    for name in ("threads",):
-        if getattr(args, name) < 1:
-            raise bad(f"--{name}", getattr(args, name), "an integer >= 1")
+    check_scalar(args.threads, "--threads", "int", low=1, high=MAX_THREADS)
     for name in ("reps", "batch", "train_samples"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise bad(f"--{name.replace('_', '-')}", value, "an integer >= 1")
-    if args.warmup < 0:
-        raise bad("--warmup", args.warmup, "an integer >= 0")
+        if getattr(args, name) is not None:
+            check_scalar(getattr(args, name), f"--{name.replace('_', '-')}", "int", low=1)
+    check_scalar(args.warmup, "--warmup", "int", low=0)
     if args.device == "cuda":
         import torch
 

@@ -888,12 +888,12 @@ def test_f15_unwritable_out_and_full_disk_name_path_and_fix(tmp_path, capsys, mo
     rc, _, err = cli_here([*DIGITS, "--out", "/proc/x"], capsys)
     assert rc == 2
     assert_one_line_error(err, "train", "/proc/x", "--out")
-    import mr2.train.loop
+    import mr2.train.session
 
     def full(path, *args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
-    monkeypatch.setattr(mr2.train.loop, "write_json", full)
+    monkeypatch.setattr(mr2.train.session, "write_json", full)  # the run's first file: config.json
     rc, _, err = cli_here([*DIGITS, "--out", str(tmp_path / "runs")], capsys)
     assert rc == 2
     assert_one_line_error(err, "train", "config.json", "No space left", "free space")
