@@ -875,12 +875,11 @@ def test_f13_a_method_named_twice_runs_once(copy_of, capsys):
     assert "1 runs" in out
 
 
-def test_f15_huge_seed_is_one_line_and_leaves_no_folder(tmp_path):
-    proc = mr2_cli(*DIGITS[:6], "99999999999999999999999", *DIGITS[7:], "--out", "runs", cwd=tmp_path)
-    assert proc.returncode == 2
-    assert_one_line_error(
-        proc.stderr, "train", "seed=99999999999999999999999", "an integer in [0, 4294967295]"
-    )
+def test_f15_huge_seed_is_one_line_and_leaves_no_folder(tmp_path, capsys):
+    argv = [*DIGITS[:6], "99999999999999999999999", *DIGITS[7:], "--out", str(tmp_path / "runs")]
+    rc, _, err = cli_here(argv, capsys)
+    assert rc == 2
+    assert_one_line_error(err, "train", "seed=99999999999999999999999", "an integer in [0, 4294967295]")
     assert not (tmp_path / "runs").exists()
 
 
