@@ -18,7 +18,7 @@ Three parts, all in one process:
    number of operations in a steady-state step that would make a GPU wait (``mr2.host_syncs``), both
    as configured on this device and as the training loop configures a GPU (there the loss's value
    check, one read-back, comes every ``log_every`` steps; the step counted falls between two).
-3. **Throughput**: images per second of a real ``mr2 train`` epoch (``_train_epoch``: batching,
+3. **Throughput**: images per second of a real ``mr2 train`` epoch (``train_epoch``: batching,
    augmentation, normalisation, the loss, the NaN checks and the progress accounting; on the real
    dataset) against pure steps of the same run on batches its pipeline prepared beforehand (timed just
    before and just after the epoch); the difference is what the pipeline and the bookkeeping cost.
@@ -40,6 +40,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from mr2.bench_breakdown import PHASES, breakdown_step  # part 2 (light: imports torch when called)
 
 TARGET_CPU_RATIO = 1.05  # MR2 step / CE step, small CNN and ResNet-18 on a CPU
 TARGET_GPU_RATIO = 1.10  # MR2 step / CE step, ResNet-18 on a GPU
@@ -97,17 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check_args(args: argparse.Namespace) -> None:
-    from mr2_core.checks import bad
+    from mr2_core.checks import MAX_THREADS, bad, check_scalar
 
-    for name in ("threads",):
-        if getattr(args, name) < 1:
-            raise bad(f"--{name}", getattr(args, name), "an integer >= 1")
+    check_scalar(args.threads, "--threads", "int", low=1, high=MAX_THREADS)
     for name in ("reps", "batch", "train_samples"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise bad(f"--{name.replace('_', '-')}", value, "an integer >= 1")
-    if args.warmup < 0:
-        raise bad("--warmup", args.warmup, "an integer >= 0")
+        if getattr(args, name) is not None:
+            check_scalar(getattr(args, name), f"--{name.replace('_', '-')}", "int", low=1)
+    check_scalar(args.warmup, "--warmup", "int", low=0)
     if args.device == "cuda":
         import torch
 
@@ -190,7 +188,7 @@ def _batches(n: int, batch: int, device: Any, seed: int, channels_last: bool) ->
 
 
 def train_step(t: Trainee, x: Any, y: Any) -> Any:
-    """One step as ``loop._train_epoch`` takes it: forward under autocast, the loss in float32,
+    """One step as ``loop.train_epoch`` takes it: forward under autocast, the loss in float32,
     backward, optimiser step. Returns the loss (a device tensor)."""
     import torch
 
@@ -251,86 +249,19 @@ def count_step_syncs(t: Trainee, x: Any, y: Any, *, gpu_config: bool) -> int:
     return counter.total
 
 
-# ------------------------------------------------------------------------------------ part 2
-PHASES = ("forward", "check", "statistics", "margins", "logit term", "rep term", "loss backward",
-          "model backward", "optimiser")  # fmt: skip
-
-
-def breakdown_step(
-    t: Trainee, x: Any, y: Any, clock: Callable[[], float], sync: Callable[[], None]
-) -> dict[str, float]:
-    """Milliseconds of each phase (``PHASES``) of one step of ``t``, timed apart (synchronised between
-    phases). For MR2 the loss's forward is split as ``MR2Loss._loss`` composes it; other losses count
-    their whole forward as ``logit term``."""
-    import torch
-
-    from mr2.losses import MR2Loss
-    from mr2.losses._common import check_batch
-    from mr2.losses.layout import batch_layout
-
-    out: dict[str, float] = {}
-
-    def lap(name: str, fn: Callable[[], Any]) -> Any:
-        sync()
-        t0 = clock()
-        value = fn()
-        sync()
-        out[name] = out.get(name, 0.0) + 1e3 * (clock() - t0)
-        return value
-
-    loss_fn = t.loss
-    with torch.autocast(x.device.type, dtype=t.amp_dtype, enabled=t.amp_dtype is not None):
-        logits, feats = lap("forward", lambda: t.net(x))
-    z, h = logits.detach().float().requires_grad_(), feats.detach().float().requires_grad_()
-    if isinstance(loss_fn, MR2Loss):
-        checked = loss_fn._values_checked_now()
-        _, absmax = lap("check", lambda: check_batch(
-            z, h, y, loss_fn.num_classes, need_features=True, check_values=checked,
-            return_feature_absmax=True,
-        ))  # fmt: skip
-        dense = loss_fn.uses_dense_layout(z.device)
-
-        def statistics_phase() -> Any:
-            layout = None if dense else batch_layout(y)
-            loss_fn.update_statistics(h, y, layout, feature_absmax=absmax, checked=checked, dense=dense)
-            return layout
-
-        layout = lap("statistics", statistics_phase)
-        spreads, sbar = lap("margins", loss_fn.class_spreads)
-        gamma = lap("margins", lambda: loss_fn.margins(spreads).to(torch.float32))
-        ce = lap("logit term", lambda: loss_fn.logit_term(z, y, gamma))
-        rep = lap("rep term", lambda: loss_fn.representation_term(h, y, sbar, layout=layout, dense=dense))
-        total = ce + loss_fn.lambda_rep * rep
-    else:  # LossBase.forward: the check, then the whole loss
-        checked = loss_fn._values_checked_now()
-        yy = lap("check", lambda: check_batch(
-            z, h, y, loss_fn.num_classes, need_features=loss_fn.uses_features, check_values=checked,
-        ))  # fmt: skip
-        out["statistics"] = out["margins"] = out["rep term"] = 0.0
-        total = lap("logit term", lambda: loss_fn._loss(z, h, yy))
-    grads = lap("loss backward", lambda: torch.autograd.grad(total, (z, h), allow_unused=True))
-    t.optimizer.zero_grad(set_to_none=True)
-    pairs = [(o, g) for o, g in zip((logits, feats), grads, strict=True) if g is not None]
-    lap(
-        "model backward",
-        lambda: torch.autograd.backward([o for o, _ in pairs], [g.to(o.dtype) for o, g in pairs]),
-    )
-    lap("optimiser", t.optimizer.step)
-    return out
-
-
 # ------------------------------------------------------------------------------------ part 3
 def epoch_throughput(
     model: str, method: str, device: Any, args: argparse.Namespace, clock: Callable[[], float]
 ) -> dict[str, Any]:
     """Images per second of ``method``'s pure training step and of one real training epoch
-    (``loop._train_epoch``) of the same run, on the same data; and the time of one validation.
+    (``loop.train_epoch``) of the same run, on the same data; and the time of one validation.
 
     The pure step runs on batches the epoch's own pipeline prepared beforehand (gathered, augmented,
     normalised), so the two differ only by what the epoch adds: the pipeline and the bookkeeping.
     """
-    from mr2.train import loop
-    from mr2.train.fast import EpochFeed, training_net
+    from mr2.train import loop, session
+    from mr2.train.rundir import RunPaths
+    from mr2.train.fast import EpochFeed, configure_value_checks, training_net
 
     sync = _sync_fn(device)
     samples = args.train_samples
@@ -343,21 +274,20 @@ def epoch_throughput(
         overrides["batch_size"] = args.batch
     cfg = train_config(model, method, device.type, **overrides)
     with tempfile.TemporaryDirectory() as tmp:
-        s = loop._open(cfg, loop.RunPaths(Path(tmp)), resume=False, feature_cache=False)
+        s = session.open_session(cfg, RunPaths(Path(tmp)), resume=False, feature_cache=False)
         s.model.train()
         feed = EpochFeed(s, 0)
         full = [i for i, idx in enumerate(feed.batches) if len(idx) == s.per_rank_batch]
         ready = [(feed.images(i, feed.batches[i]), s.y_train[feed.batches[i]]) for i in full[:4]]
+        configure_value_checks(s)  # as the loop configures the loss on this device
         t = Trainee(method, cfg, s.model, training_net(s), s.loss_fn, s.optimizer, s.amp_dtype)
-        if device.type != "cpu" and t.loss.check_every is None:
-            t.loss.check_every = cfg.log_every
         steps = STEPS_PER_REP[device.type]
         reps = max(2, min(args.reps or DEFAULT_REPS[(device.type, model)], len(feed.batches)))
         # pure steps just before and just after the epoch: a drift in the machine's load hits both
         pure = time_steps([t], ready, reps, args.warmup, steps, clock, sync)[method]
         sync()
         t0 = clock()
-        train = loop._train_epoch(s, 0, show=False)
+        train = loop.train_epoch(s, 0, show=False)
         sync()
         epoch_s = clock() - t0
         pure += time_steps([t], ready, reps, 0, steps, clock, sync)[method]
@@ -372,7 +302,7 @@ def epoch_throughput(
         val_s = float("nan")
         if device.type != "cpu" or model == "small-cnn":  # ResNet-18 on a CPU: minutes, not timed
             t0 = clock()
-            loop._validate(s)
+            session.validate(s)
             sync()
             val_s = clock() - t0
     n = len(s.y_train)

@@ -7,16 +7,23 @@ module may set ``INTERRUPTED``, the line shown after Ctrl-C (how to resume).
 Errors the user can fix (a ``ValueError``, a file system ``OSError``, a run another process holds)
 end in one line ``mr2 COMMAND: error: ...`` and exit status 2 (1 for a busy run), never a traceback.
 SIGTERM and SIGHUP are turned into ``KeyboardInterrupt``, so that a killed command runs its clean-up
-(worker pools stopped, locks released) as Ctrl-C does; it exits with 128 + the signal number.
+(worker pools stopped, locks released) as Ctrl-C does; it exits with 128 + the signal number. The
+handler also records the signal: Python swallows an exception raised inside a weakref callback or a
+``__del__`` (it prints "Exception ignored" and goes on), so a swallowed one is raised again at once
+(``sys.unraisablehook``), and a command that still returns normally exits with the signal's status.
 """
 
 from __future__ import annotations
 
+import _thread
 import argparse
 import contextlib
+import errno
 import importlib
 import signal
 import sys
+import threading
+import time
 
 from mr2_core.locks import Busy
 
@@ -33,14 +40,60 @@ class Interrupted(KeyboardInterrupt):
         self.signum = signum
 
 
+_RECEIVED: list[int] = []  # the termination signals this process received (main() reads it)
+RERAISE_DELAY_S = 0.005  # a swallowed signal is raised again this long after (enough to leave the hook)
+
+
 def _raise_interrupted(signum: int, frame: object) -> None:
+    _RECEIVED.append(signum)
     raise Interrupted(signum)
+
+
+def _unraisable(hook):  # noqa: ANN001, ANN202
+    """``sys.unraisablehook`` that raises a swallowed ``Interrupted`` again, outside the callback that
+    swallowed it, instead of printing "Exception ignored"; anything else goes to ``hook``.
+
+    The signal is simulated again from a helper thread a moment later (``_thread.interrupt_main``):
+    raised from the hook itself, it would land in the hook and be swallowed there. It only trips the
+    handler while ``main`` still runs (``_RECEIVED``); a handler reset to the default ignores it."""
+
+    def handle(unraisable) -> None:  # noqa: ANN001
+        if not isinstance(unraisable.exc_value, Interrupted):
+            hook(unraisable)
+            return
+        signum = unraisable.exc_value.signum
+
+        def again() -> None:
+            time.sleep(RERAISE_DELAY_S)
+            if _RECEIVED:
+                _thread.interrupt_main(signum)
+
+        threading.Thread(target=again, daemon=True).start()
+
+    return handle
 
 
 def _catch_termination() -> None:
     for sig in (signal.SIGTERM, signal.SIGHUP):
         with contextlib.suppress(ValueError, OSError):  # not the main thread: leave the default
             signal.signal(sig, _raise_interrupted)
+    if not getattr(sys.unraisablehook, "_mr2", False):
+        sys.unraisablehook = _unraisable(sys.unraisablehook)
+        sys.unraisablehook._mr2 = True
+
+
+def _os_error(exc: OSError) -> str:
+    """An OSError as one line: the path, what went wrong, and what to do."""
+    what = exc.strerror or str(exc)
+    fix = {
+        errno.ENOSPC: "free space on that disk, or pass an --out on another one",
+        errno.EDQUOT: "free space within your quota, or pass an --out on another disk",
+        errno.EROFS: "the file system is read-only: pass an --out on another one",
+        errno.EACCES: "pass an --out this user can write into (or fix the permissions)",
+        errno.EPERM: "pass an --out this user can write into (or fix the permissions)",
+    }.get(exc.errno, "check that the path exists and can be written, or pass another --out")
+    where = f"{exc.filename}: " if exc.filename else ""
+    return f"{where}{what}; {fix}"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,8 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _catch_termination()
+    _RECEIVED.clear()
     try:
-        return int(args._run(args) or 0)
+        return _finish(int(args._run(args) or 0))
     except ValueError as exc:  # bad input: a clear message, not a traceback
         print(f"mr2 {args.command}: error: {exc}", file=sys.stderr)
         return 2
@@ -76,12 +130,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mr2 {args.command}: error: {exc}; run again once it has finished", file=sys.stderr)
         return 1
     except OSError as exc:  # disk full, permissions, a path that vanished: name it, no traceback
-        where = f" ({exc.filename})" if exc.filename and str(exc.filename) not in str(exc) else ""
-        print(f"mr2 {args.command}: error: {exc}{where}", file=sys.stderr)
+        print(f"mr2 {args.command}: error: {_os_error(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
         print(f"\nmr2 {args.command}: {args._interrupted}", file=sys.stderr)
         return 128 + exc.signum if isinstance(exc, Interrupted) else 130
+    finally:
+        _RECEIVED.clear()  # no re-raise once main has returned
+
+
+def _finish(rc: int) -> int:
+    """``rc``, unless a termination signal came whose exception was swallowed on the way (and the
+    re-raise came too late): then stop with its status all the same."""
+    if _RECEIVED:
+        raise Interrupted(_RECEIVED[0])
+    return rc
 
 
 if __name__ == "__main__":

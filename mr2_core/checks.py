@@ -7,7 +7,8 @@ layer above (``theory``, ``sims``, ``mr2``, the figures and the command line) va
 
 from __future__ import annotations
 
-from typing import Any
+import numbers
+from typing import Any, Literal
 
 import numpy as np
 
@@ -16,9 +17,13 @@ __all__ = [
     "summarise",
     "as_float_array",
     "check_positive",
+    "check_scalar",
     "check_real",
     "check_in",
     "check_int",
+    "check_workers",
+    "MAX_JOBS",
+    "MAX_THREADS",
     "positive_floats",
     "one_line",
 ]
@@ -73,6 +78,67 @@ def check_positive(name: str, value: Any) -> float:
     return x
 
 
+_KINDS = {"int": "an integer", "real": "a finite real number", "bool": "true or false"}
+
+
+def check_scalar(
+    value: Any,
+    name: str,
+    kind: Literal["int", "real", "bool"],
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    closed: Literal["both", "left", "right", "neither"] = "both",
+) -> Any:
+    """``value`` checked once for type and range, in the manner of scikit-learn's ``check_scalar``.
+
+    Args:
+        value: the value to check.
+        name: the argument's name, as the user wrote it (``"lr"``, ``"--threads"``).
+        kind: ``"int"`` (Python or NumPy integers), ``"real"`` (finite integers or floats) or
+            ``"bool"``. A bool is never an int or a real here: ``True`` is not 1 thread.
+        low, high: the bounds (None: unbounded on that side).
+        closed: which bounds belong to the interval (``"left"``: [low, high)).
+
+    Returns:
+        ``value`` as an ``int``, ``float`` or ``bool``.
+
+    Raises:
+        ValueError: ``name=value: expected an integer in [1, 1024]`` (the type, and the interval
+            when the value is of the right type but out of range).
+    """
+    if kind not in _KINDS:
+        raise bad("kind", kind, f"one of {', '.join(map(repr, _KINDS))}")
+    if kind == "bool":
+        if not isinstance(value, (bool, np.bool_)):
+            raise bad(name, value, _KINDS[kind])
+        return bool(value)
+    is_int = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+    is_real = is_int or (isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)))
+    if not (is_int if kind == "int" else is_real) or (kind == "real" and not np.isfinite(float(value))):
+        raise bad(name, value, _KINDS[kind])
+    x = int(value) if kind == "int" else float(value)
+    low_open, high_open = closed in ("right", "neither"), closed in ("left", "neither")
+    too_low = low is not None and (x <= low if low_open else x < low)
+    too_high = high is not None and (x >= high if high_open else x > high)
+    if too_low or too_high:
+        if kind == "int" and high is None and not low_open:
+            raise bad(name, value, f"an integer >= {low}")
+        what = "an integer" if kind == "int" else "a number"
+        raise bad(name, value, f"{what} in {_interval(low, high, low_open, high_open)}")
+    return x
+
+
+def _bound(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() and abs(v) < 1e15 else f"{v:g}"
+
+
+def _interval(low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:
+    lo = "-inf" if low is None else _bound(low)
+    hi = "inf" if high is None else _bound(high)
+    return f"{'(' if low_open or low is None else '['}{lo}, {hi}{')' if high_open or high is None else ']'}"
+
+
 def check_real(
     name: str,
     value: Any,
@@ -82,23 +148,10 @@ def check_real(
     low_open: bool = False,
     high_open: bool = False,
 ) -> float:
-    """``value`` as a finite float in [low, high] (open ends when asked), or a ValueError."""
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        x = float("nan")
-    if isinstance(value, bool) or x != x or x in (float("inf"), float("-inf")):
-        raise bad(name, value, "a finite real number")
-    too_low = low is not None and (x <= low if low_open else x < low)
-    too_high = high is not None and (x >= high if high_open else x > high)
-    if too_low or too_high:
-        lo = "-inf" if low is None else f"{low:g}"
-        hi = "inf" if high is None else f"{high:g}"
-        interval = (
-            f"{'(' if low_open or low is None else '['}{lo}, {hi}{')' if high_open or high is None else ']'}"
-        )
-        raise bad(name, value, f"a number in {interval}")
-    return x
+    """``value`` as a finite float in [low, high] (open ends when asked), or a ValueError
+    (``check_scalar`` with ``kind="real"``)."""
+    closed = {(False, False): "both", (False, True): "left", (True, False): "right", (True, True): "neither"}
+    return check_scalar(value, name, "real", low=low, high=high, closed=closed[low_open, high_open])
 
 
 def check_in(name: str, value: Any, choices: tuple[str, ...]) -> str:
@@ -108,11 +161,21 @@ def check_in(name: str, value: Any, choices: tuple[str, ...]) -> str:
     return value
 
 
-def check_int(name: str, value: Any, low: int) -> int:
-    """``value`` as an int >= ``low`` (bools refused), or a ValueError."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise bad(name, value, f"an integer >= {low}")
-    return int(value)
+def check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
+    """``value`` as an int in [low, high] (bools refused), or a ValueError (``check_scalar``)."""
+    return check_scalar(value, name, "int", low=low, high=high)
+
+
+MAX_JOBS = 256  # processes at once (a study's --jobs)
+MAX_THREADS = 1024  # torch threads per process (--threads 100000 crashed torch's thread pool)
+
+
+def check_workers(jobs: Any, threads: Any, prefix: str = "") -> None:
+    """``jobs`` (processes) in [1, MAX_JOBS] and ``threads`` (per process; None: the default) in
+    [1, MAX_THREADS]; ``prefix`` is how the caller spells them (``"--"`` on the command line)."""
+    check_scalar(jobs, f"{prefix}jobs", "int", low=1, high=MAX_JOBS)
+    if threads is not None:
+        check_scalar(threads, f"{prefix}threads", "int", low=1, high=MAX_THREADS)
 
 
 def positive_floats(name: str, values: Any) -> tuple[float, ...]:

@@ -92,8 +92,13 @@ def check_writable_dir(path: str | os.PathLike, name: str) -> Path:
     ValueError naming ``name`` (the option, e.g. ``--out``), the path and the fix.
 
     Nothing is created: commands call this first, so that a bad output place is reported before any
-    data is loaded or any work is done.
+    data is loaded or any work is done. An empty path is refused: it would mean the current folder
+    without saying so (``--out .`` says it).
     """
+    if isinstance(path, str) and not path.strip():
+        raise bad(
+            name, path, "a folder path (an empty one would write into the current folder; pass . for that)"
+        )
     path = Path(path)
     fix = f"pass another {name}"
     if path.exists():

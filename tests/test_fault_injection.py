@@ -11,16 +11,22 @@ epoch; a few hundred fake Fashion-MNIST images), one trained run shared by the c
 
 from __future__ import annotations
 
+import dataclasses
+import errno
 import gzip
 import json
 import os
 import re
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import threading
 import time
+import warnings
+import weakref
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -28,10 +34,10 @@ import pytest
 import torch
 
 import mr2
+from mr2 import data as mdata
 from mr2_cli import cli
 from mr2_core.io import atomic_open, check_writable_dir, clean_tmp, write_json
 from mr2_core.locks import lock_owner, try_lock
-from mr2 import data as mdata
 from sims.config import EvalConfig, LearnerConfig, MixtureConfig, SearchConfig, Setting
 from sims.sweep import cache_path, lock_path, run_sweep
 from theory import optimal_margins
@@ -303,9 +309,19 @@ def test_read_only_out_through_the_command_line(tmp_path):
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [
-        (["train", "--preset", "digits-smoke", "--threads", "-1"], "--threads=-1: expected an integer >= 1"),
-        (["train", "--preset", "digits-smoke", "--threads", "0"], "--threads=0: expected an integer >= 1"),
-        (["train", "--preset", "digits-smoke", "--jobs", "0"], "--jobs=0: expected an integer >= 1"),
+        (
+            ["train", "--preset", "digits-smoke", "--threads", "-1"],
+            "--threads=-1: expected an integer in [1, 1024]",
+        ),
+        (
+            ["train", "--preset", "digits-smoke", "--threads", "0"],
+            "--threads=0: expected an integer in [1, 1024]",
+        ),
+        (
+            ["train", "--preset", "digits-smoke", "--threads", "100000"],
+            "--threads=100000: expected an integer in",
+        ),
+        (["train", "--preset", "digits-smoke", "--jobs", "0"], "--jobs=0: expected an integer in [1, 256]"),
         (["simulate", "--preset", "all", "--jobs", "0"], "--jobs=0: expected an integer >= 1"),
     ],
 )
@@ -618,3 +634,396 @@ def test_margins_in_bfloat16_and_at_zero_spread():
     a = torch.tensor([0.0, 8.0, 27.0], dtype=torch.float64, requires_grad=True)
     optimal_margins(a)[1].backward()
     assert torch.isfinite(a.grad).all(), a.grad
+
+
+# ------------------------------------------------- 7. the reliability review (issue 24), finding by finding
+class _RunsCode:
+    """Unpickling this writes a marker file: what a checkpoint received from someone else could do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_f1_checkpoint_with_code_is_refused_unrun(copy_of, tmp_path, capsys):
+    ckpt = _unfinished(copy_of)
+    marker = tmp_path / "code-ran"
+    torch.save({"version": 2, "model": {}, "payload": _RunsCode(marker)}, ckpt)
+    rc, _, err = cli_here([*DIGITS, "--out", str(copy_of), "--resume"], capsys)
+    assert rc == 2
+    line = assert_one_line_error(err, "train", str(ckpt), "refused", "--overwrite")
+    assert not marker.exists(), "loading the checkpoint ran the code it holds"
+    assert "weights_only" not in line
+    # the same file as init_checkpoint: refused too
+    rc, _, err = cli_here(
+        [*DIGITS, "--out", str(tmp_path / "r2"), "--set", f"init_checkpoint={ckpt}"], capsys
+    )
+    assert rc == 2 and not marker.exists()
+    assert_one_line_error(err, "train", "init_checkpoint=", "refused")
+
+
+def test_f1_every_torch_load_is_weights_only():
+    calls = []
+    for path in [*REPO.joinpath("mr2").rglob("*.py"), *REPO.joinpath("mr2_cli").rglob("*.py")]:
+        text = path.read_text()
+        calls += [(path.name, m.group(0)) for m in re.finditer(r"torch\.load\([^)]*\)", text)]
+    assert calls, "no torch.load found: the check would pass vacuously"
+    unsafe = [c for c in calls if "weights_only=True" not in c[1]]
+    assert not unsafe, unsafe
+
+
+@pytest.mark.parametrize(
+    ("text", "value"), [("false", False), ("FALSE", False), ("0", False), ("True", True)]
+)
+def test_f2_set_bool_loss_option_is_a_bool(text, value):
+    cfg = mr2.train.get_preset("digits-smoke").config_for("ce", 0, **{"loss.check_values": text})
+    assert cfg.loss_options["check_values"] is value
+
+
+def test_f2_config_json_records_a_real_bool(tmp_path, capsys):
+    rc, _, err = cli_here([*DIGITS, "--out", str(tmp_path), "--set", "loss.check_values=false"], capsys)
+    assert rc == 0, err
+    record = json.loads((run_dir(tmp_path) / "config.json").read_text())
+    assert record["config"]["loss_options"] == {"check_values": False}
+
+
+def test_f2_bad_bool_is_refused(tmp_path, capsys):
+    rc, _, err = cli_here([*DIGITS, "--out", str(tmp_path), "--set", "loss.check_values=no"], capsys)
+    assert rc == 2
+    assert_one_line_error(err, "train", "loss.check_values='no'", "true or false")
+
+
+def test_f4_resume_without_config_json_refuses_another_config(copy_of, capsys):
+    _unfinished(copy_of)
+    (run_dir(copy_of) / "config.json").unlink()
+    rc, _, err = cli_here([*DIGITS, "--out", str(copy_of), "--resume", "--set", "lr=0.123"], capsys)
+    assert rc == 2
+    assert_one_line_error(err, "train", "checkpoint.pt", "another config", "lr: 0.05 -> 0.123", "--overwrite")
+
+
+def test_f4_resume_on_other_data_is_refused(tmp_path, no_system_fmnist, capsys):
+    first = _write_fmnist(tmp_path / "a")
+    rng = np.random.default_rng(5)
+    labels = np.concatenate([np.arange(200) % 10, np.zeros(100, np.int64)]).astype(np.uint8)
+    other = _write_fmnist(
+        tmp_path / "b",
+        train_labels=labels,
+        train_images=rng.integers(0, 256, (N_TRAIN, SIDE, SIDE), dtype=np.uint8),
+    )
+    runs = tmp_path / "runs"
+    rc, _, err = cli_here(_fmnist_train(first, runs), capsys)
+    assert rc == 0, err
+    (runs / "fmnist-smoke").joinpath("ce", "seed0", "metrics.json").unlink(missing_ok=True)
+    for metrics in runs.rglob("metrics.json"):
+        metrics.unlink()
+    rc, _, err = cli_here([*_fmnist_train(other, runs), "--resume"], capsys)
+    assert rc == 2
+    assert_one_line_error(err, "train", "checkpoint.pt", "other data", "--data-dir", "--overwrite")
+
+
+def test_f5_sigterm_swallowed_in_a_weakref_callback_still_stops(monkeypatch, tmp_path, capsys):
+    import mr2.train
+
+    def work_with_a_callback(*args, **kwargs):
+        class Thing:
+            pass
+
+        def callback(_ref):
+            signal.raise_signal(signal.SIGTERM)
+            for _ in range(1000):  # the Python handler runs here, inside the callback: swallowed
+                pass
+
+        thing = Thing()
+        ref = weakref.ref(thing, callback)  # noqa: F841
+        del thing
+        for _ in range(300):  # more work after the signal: it must stop, not run to its end
+            time.sleep(0.01)
+        finished.append(True)
+        return []
+
+    finished: list[bool] = []
+    monkeypatch.setattr(mr2.train, "run_study", work_with_a_callback)
+    rc, _, err = cli_here([*DIGITS, "--out", str(tmp_path)], capsys)
+    assert rc == 128 + signal.SIGTERM, err
+    assert "interrupted" in err and "Exception ignored" not in err
+    assert not finished, "the command went on working after SIGTERM"
+
+
+@pytest.fixture(scope="module")
+def trained_mr2(tmp_path_factory) -> Path:
+    runs = tmp_path_factory.mktemp("trained-mr2") / "runs"
+    rc = cli.main([*DIGITS[:4], "mr2", *DIGITS[5:], "--out", str(runs)])
+    assert rc == 0
+    return runs
+
+
+def test_f6_resume_from_the_final_checkpoint_keeps_margins_and_the_log(trained_mr2, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    shutil.copytree(trained_mr2, runs)
+    run = runs / "digits-smoke" / "mr2" / "seed0"
+    first = json.loads((run / "metrics.json").read_text())
+    log = (run / "log.csv").read_text()
+    assert len(first["margins"]) == 10 and first["margin_min"] < first["margin_max"]
+    (run / "metrics.json").unlink()
+    (run / "log.csv").write_text(log.splitlines()[0] + "\n")  # killed between checkpoint and log write
+    argv = [*DIGITS[:4], "mr2", *DIGITS[5:], "--out", str(runs), "--resume"]
+    rc, _, err = cli_here(argv, capsys)
+    assert rc == 0, err
+    again = json.loads((run / "metrics.json").read_text())
+    for key in ("margins", "margin_min", "margin_max", "per_class_accuracy"):
+        assert again.get(key) == first[key], key
+    assert (run / "log.csv").read_text() == log
+
+
+@pytest.mark.parametrize(
+    ("item", "needles"),
+    [
+        ("seed=3", ["seed='3'", "--seeds"]),
+        ("method=x", ["method='x'", "--loss"]),
+        ("study=x", ["study='x'", "--study"]),
+        ("loss_options={}", ["loss_options='{}'", "loss.<option>=VALUE"]),
+    ],
+)
+def test_f7_set_of_ordinary_keys_is_one_line(tmp_path, capsys, item, needles):
+    rc, _, err = cli_here([*DIGITS, "--out", str(tmp_path), "--set", item], capsys)
+    assert rc == 2
+    assert_one_line_error(err, "train", *needles)
+
+
+@pytest.mark.parametrize("shape", [(28, 20), (20, 28), (28, 5), (2, 40)])
+def test_f8_non_square_idx_images_are_refused(tmp_path, no_system_fmnist, capsys, shape):
+    rng = np.random.default_rng(2)
+    folder = _write_fmnist(
+        tmp_path / "fm",
+        train_images=rng.integers(0, 256, (N_TRAIN, *shape), dtype=np.uint8),
+        test_images=rng.integers(0, 256, (N_TEST, *shape), dtype=np.uint8),
+    )
+    rc, _, err = cli_here(_fmnist_train(folder, tmp_path / "runs"), capsys)
+    assert rc == 2
+    assert_one_line_error(err, "train", str(folder), f"{shape[0]}x{shape[1]} pixels", "square")
+
+
+def _png(path: Path, side: int = 4, claimed: tuple[int, int] | None = None) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("L", (side, side), 128).save(path)
+    if claimed:  # rewrite the header's size (and its CRC): a small file that claims a huge image
+        raw = bytearray(path.read_bytes())
+        raw[16:24] = struct.pack(">II", *claimed)
+        raw[29:33] = struct.pack(">I", zlib.crc32(bytes(raw[12:29])))
+        path.write_bytes(bytes(raw))
+
+
+def test_f9_decompression_bomb_is_one_line(tmp_path, capsys):
+    root = tmp_path / "imgs"
+    for split in ("train", "test"):
+        for cls in ("a", "b"):
+            for i in range(6):
+                _png(root / split / cls / f"{i}.png")
+    bomb = root / "train" / "b" / "9.png"
+    _png(bomb, claimed=(20000, 20000))
+    argv = [*DIGITS, "--out", str(tmp_path / "runs"), "--set", "dataset=folder", "--data-dir", str(root)]
+    rc, _, err = cli_here(argv, capsys)
+    assert rc == 2
+    assert_one_line_error(err, "train", str(bomb), "decompression bomb", "delete or replace it")
+
+
+@pytest.mark.parametrize(
+    ("item", "needle"),
+    [
+        ("lr=1e39", "lr=1e+39: expected a number in (0, 1000]"),
+        ("weight_decay=1e39", "weight_decay=1e+39: expected a number in [0, 10]"),
+        ("hidden=10000000000", "hidden=10000000000: expected an integer in [1, 65536]"),
+        ("width=100000000", "width=100000000: expected an integer in [1, 1024]"),
+        ("input_size=2000", "input_size=2000: expected an integer in [1, 512]"),
+        ("epochs=1e3", "epochs='1e3': expected an integer"),
+    ],
+)
+def test_f10_upper_bounds(tmp_path, capsys, item, needle):
+    rc, _, err = cli_here([*DIGITS, "--out", str(tmp_path / "runs"), "--set", item], capsys)
+    assert rc == 2
+    assert_one_line_error(err, "train", needle)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_f11_resume_with_overwrite_is_refused(copy_of, capsys):
+    _unfinished(copy_of)
+    ckpt = run_dir(copy_of) / "checkpoint.pt"
+    before = ckpt.read_bytes()
+    rc, _, err = cli_here([*DIGITS, "--out", str(copy_of), "--resume", "--overwrite"], capsys)
+    assert rc == 2
+    assert_one_line_error(err, "train", "--overwrite", "not with --resume")
+    assert ckpt.read_bytes() == before  # the saved epochs are kept
+
+
+def test_f12_empty_out_is_refused(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    rc, _, err = cli_here([*DIGITS, "--out", ""], capsys)
+    assert rc == 2
+    assert_one_line_error(err, "train", "--out=''", "current folder")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_f13_a_method_named_twice_runs_once(copy_of, capsys):
+    argv = [*DIGITS[:4], "ce", "ce", *DIGITS[5:], "--out", str(copy_of), "--jobs", "2", "--threads", "1"]
+    rc, out, err = cli_here(argv, capsys)
+    assert rc == 0, out + err
+    assert "busy" not in out and "ce named more than once" in err
+    assert "1 runs" in out
+
+
+def test_f15_huge_seed_is_one_line_and_leaves_no_folder(tmp_path, capsys):
+    argv = [*DIGITS[:6], "99999999999999999999999", *DIGITS[7:], "--out", str(tmp_path / "runs")]
+    rc, _, err = cli_here(argv, capsys)
+    assert rc == 2
+    assert_one_line_error(err, "train", "seed=99999999999999999999999", "an integer in [0, 4294967295]")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_f15_unwritable_out_and_full_disk_name_path_and_fix(tmp_path, capsys, monkeypatch):
+    rc, _, err = cli_here([*DIGITS, "--out", "/proc/x"], capsys)
+    assert rc == 2
+    assert_one_line_error(err, "train", "/proc/x", "--out")
+    import mr2.train.session
+
+    def full(path, *args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(mr2.train.session, "write_json", full)  # the run's first file: config.json
+    rc, _, err = cli_here([*DIGITS, "--out", str(tmp_path / "runs")], capsys)
+    assert rc == 2
+    assert_one_line_error(err, "train", "config.json", "No space left", "free space")
+
+
+def test_f15_init_checkpoint_of_another_width_is_one_line(tmp_path, capsys):
+    from mr2.models import build_model
+
+    other = build_model("small-cnn", num_classes=10, in_channels=1, image_size=8, width=4, hidden=32)
+    path = tmp_path / "model.pt"
+    torch.save(other.state_dict(), path)
+    rc, _, err = cli_here(
+        [*DIGITS, "--out", str(tmp_path / "runs"), "--set", f"init_checkpoint={path}"], capsys
+    )
+    assert rc == 2
+    assert_one_line_error(err, "train", f"init_checkpoint='{path}'", "another width or architecture")
+
+
+def test_f15_train_without_preset_says_so(tmp_path, capsys):
+    rc, out, err = cli_here(["train", "--out", str(tmp_path)], capsys)
+    assert rc == 2
+    assert_one_line_error(err, "train", "--preset", "--list")
+
+
+def test_f15_checkpoint_that_is_a_folder(copy_of, capsys):
+    ckpt = _unfinished(copy_of)
+    ckpt.unlink()
+    ckpt.mkdir()
+    for extra in ([], ["--resume"], ["--overwrite"]):
+        rc, _, err = cli_here([*DIGITS, "--out", str(copy_of), *extra], capsys)
+        assert rc == 2
+        line = assert_one_line_error(err, "train", str(ckpt), "a folder")
+        assert "shared" not in line
+    assert ckpt.is_dir()  # a folder is the user's to delete
+
+
+def test_f15_failed_run_leaves_no_empty_folders(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    argv = [*DIGITS, "--out", str(runs), "--set", "dataset=folder", "--data-dir", str(tmp_path / "none")]
+    rc, _, err = cli_here(argv, capsys)
+    assert rc == 2
+    assert_one_line_error(err, "train", "data_dir=")
+    assert not runs.exists(), sorted(map(str, runs.rglob("*")))
+
+
+@pytest.mark.parametrize("name", ["mr2", "mr2-rep", "mr2-official"])
+def test_f16_mr2_with_huge_features_is_finite_or_a_clear_error_never_nan(name):
+    g = torch.Generator().manual_seed(0)
+    logits, feats, y = torch.randn(8, 5, generator=g), torch.randn(8, 16, generator=g), torch.arange(8) % 5
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the statistics' overflow warning (tested above)
+        for scale in (1e19, 3e19):  # squared distances beyond float32: computed in float64
+            value = mr2.make_loss(name, 5)(logits, feats * scale, y)
+            assert torch.isfinite(value), (scale, value)
+        # the term itself beyond float32: no finite value is right, so a clear error
+        with pytest.raises(ValueError, match=r"^features: max \|h\| = .* too large .*loss\.double\(\)"):
+            mr2.make_loss(name, 5)(logits, feats * 1e25, y)
+        assert torch.isfinite(mr2.make_loss("mr2-logit", 5)(logits, feats * 1e25, y))  # no such term
+
+
+# --------------------------------------------------------------- 8. validation once (house issue 21)
+def test_check_scalar_types_bounds_and_names():
+    from mr2_core.checks import check_scalar
+
+    assert check_scalar(3, "n", "int", low=1, high=3) == 3
+    assert check_scalar(np.int64(2), "n", "int") == 2
+    assert check_scalar(1, "x", "real", low=0, high=1, closed="right") == 1.0
+    cases = [
+        ((True, "--jobs", "int"), {}, "--jobs=True: expected an integer"),
+        ((2.0, "n", "int"), {}, "n=2.0: expected an integer"),
+        (("0.1", "lr", "real"), {}, "lr='0.1': expected a finite real number"),
+        ((float("inf"), "lr", "real"), {}, "lr=inf: expected a finite real number"),
+        ((0, "lr", "real"), {"low": 0, "closed": "right"}, "lr=0: expected a number in (0, inf)"),
+        ((1, "m", "real"), {"low": 0, "high": 1, "closed": "left"}, "m=1: expected a number in [0, 1)"),
+        ((0, "n", "int"), {"low": 1}, "n=0: expected an integer >= 1"),
+        ((5, "n", "int"), {"low": 1, "high": 4}, "n=5: expected an integer in [1, 4]"),
+        ((1, "flag", "bool"), {}, "flag=1: expected true or false"),
+    ]
+    for args, kwargs, message in cases:
+        with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
+            check_scalar(*args, **kwargs)
+
+
+def test_jobs_true_is_not_one_job(tmp_path):
+    with pytest.raises(ValueError, match="^jobs=True: expected an integer"):
+        mr2.train.run_study("digits-smoke", runs=tmp_path, jobs=True, progress=False)
+
+
+def test_config_is_frozen_after_validation():
+    cfg = mr2.train.get_preset("digits-smoke").config
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.lr = float("nan")
+
+
+def test_typed_flags_are_not_parsed_back(tmp_path, capsys, monkeypatch):
+    """--data-dir 123 is a folder named 123, not the number 123."""
+    import mr2.train.study
+
+    seen = []
+    monkeypatch.setattr(mr2.train.study, "train_run", lambda cfg, *a, **k: seen.append(cfg) or {})
+    rc, _, err = cli_here([*DIGITS, "--out", str(tmp_path), "--data-dir", "123"], capsys)
+    assert rc == 0, err
+    assert seen[0].data_dir == "123"
+
+
+def test_loss_options_reach_only_the_methods_that_take_them(tmp_path, capsys, monkeypatch):
+    import mr2.train.study
+
+    seen = {}
+    monkeypatch.setattr(
+        mr2.train.study, "train_run", lambda cfg, *a, **k: seen.update({cfg.run_name: cfg}) or {}
+    )
+    base = ["train", "--preset", "digits-smoke", "--loss", "ce", "mr2", "mr2-official", "--seeds", "0",
+            "--out", str(tmp_path), "--no-progress"]  # fmt: skip
+    rc, _, err = cli_here(
+        [*base, "--set", "loss.statistic=separation", "--set", "loss.label_smoothing=0.1"], capsys
+    )
+    assert rc == 0, err
+    assert seen["ce"].loss_options == {"label_smoothing": 0.1}
+    assert seen["mr2"].loss_options == {"statistic": "separation"}
+    assert seen["mr2-official"].loss_options == {}  # the released code fixes its statistic
+    seen.clear()
+    rc, _, err = cli_here([*base, "--set", "loss.lambda_rep=0.3", "--set", "mr2.lambda_rep=0.5"], capsys)
+    assert rc == 0, err
+    assert seen["mr2"].loss_options == {"lambda_rep": 0.5}
+    assert seen["mr2-official"].loss_options == {"lambda_rep": 0.3} and seen["ce"].loss_options == {}
+    for item, needles in [
+        ("loss.nope=1", ["loss.nope='1'", "none takes 'nope'"]),
+        ("ce.statistic=separation", ["loss.statistic='separation'", "an option of loss 'ce'"]),
+        ("focal.gamma=1", ["override='focal.gamma'", "ce, mr2, mr2-official"]),
+    ]:
+        rc, _, err = cli_here([*base, "--set", item], capsys)
+        assert rc == 2
+        assert_one_line_error(err, "train", *needles)

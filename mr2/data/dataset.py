@@ -163,6 +163,11 @@ def _check_arrays(source: str, x_tr, y_tr, x_te, y_te, names) -> None:
         raise ValueError(f"{source}: no training images; check the dataset files or --data-dir")
     if len(x_te) == 0:
         raise ValueError(f"{source}: no test images; check the dataset files or --data-dir")
+    if x_tr.shape[2] != x_tr.shape[3]:  # the models take one side (image_size, input_size)
+        raise ValueError(
+            f"{source}: images are {x_tr.shape[2]}x{x_tr.shape[3]} pixels (H x W); expected square images, "
+            "as the models take one side: resize or pad them to a square"
+        )
     if x_tr.shape[1:] != x_te.shape[1:]:
         raise ValueError(
             f"{source}: training images are {'x'.join(map(str, x_tr.shape[1:]))} (C x H x W) but test images "

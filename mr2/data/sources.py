@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mr2_core.checks import bad
+from mr2_core.checks import bad, one_line
 from mr2_core.contracts import FASHION_MNIST_CLASSES
 from mr2.data.idx import FMNIST_INSTALL, read_idx
 from mr2.data.splits import stratified_split
@@ -304,6 +304,10 @@ def _read_folder_split(split_dir: Path, class_names: tuple[str, ...], channels: 
                 if img.size != (size, size):
                     img = img.resize((size, size), Image.Resampling.BILINEAR)
                 images.append(np.asarray(img, dtype=np.uint8).reshape(size, size, channels))
+        except Image.DecompressionBombError as exc:  # a header claiming a huge image: not decoded
+            raise ValueError(
+                f"{path}: refused, a possible decompression bomb ({one_line(exc)}); delete or replace it"
+            ) from None
         except OSError as exc:
             raise ValueError(f"{path}: unreadable image ({exc}); delete or replace it") from None
     x = np.stack(images).transpose(0, 3, 1, 2)

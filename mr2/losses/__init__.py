@@ -33,6 +33,7 @@ __all__ = [
     "CDBLoss",
     "OFFICIAL_FIXED",
     "OFFICIAL_DEFAULTS",
+    "loss_option_types",
 ]
 
 LOSS_NAMES = LOSSES
@@ -97,3 +98,16 @@ def make_loss(name: str, num_classes: int, *, class_counts: Any = None, **option
     if "class_counts" in accepted:
         kwargs["class_counts"] = class_counts
     return cls(num_classes, **kwargs)
+
+
+def loss_option_types(name: str) -> dict[str, str]:
+    """The options ``make_loss(name, ...)`` takes, each with its declared type as written in the
+    loss's signature (e.g. ``{"lambda_rep": "float", "drw_epoch": "int | None"}``): what
+    ``--set loss.<option>=VALUE`` parses its text into (``mr2.train.config.parse_text``). Options the
+    name fixes (``mr2-official``'s) and ``class_counts`` (given by the training loop) are left out."""
+    if name not in _REGISTRY:
+        raise bad("name", name, f"one of {', '.join(LOSS_NAMES)}")
+    cls, fixed, _ = _REGISTRY[name]
+    params = inspect.signature(cls.__init__).parameters
+    skip = {"self", "num_classes", "class_counts", *fixed}
+    return {p: str(params[p].annotation) for p in params if p not in skip}

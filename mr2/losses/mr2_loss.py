@@ -51,7 +51,12 @@ from mr2.losses.class_stats import (
 from mr2.losses.layout import BatchLayout, batch_layout
 from mr2.losses.margin_ce import margin_cross_entropy
 from mr2.losses.margin_statistics import STATISTICS, VECTOR_STATISTICS, class_statistic, derangement
-from mr2.losses.representation import representation_margin, representation_margin_masked
+from mr2.losses.representation import (
+    check_representation_value,
+    representation_dtype,
+    representation_margin,
+    representation_margin_masked,
+)
 from theory import optimal_margins
 
 __all__ = ["MR2Loss", "MARGIN_FORMS", "REP_TARGETS", "LAYOUTS", "SPREAD_FLOOR", "STATISTICS"]
@@ -434,7 +439,13 @@ class MR2Loss(LossBase):
             gamma = self.margins(spreads).to(torch.promote_types(logits.dtype, self.mean_norm_ema.dtype))
             ce = self.logit_term(logits, targets, gamma)
             if self.lambda_rep > 0:
-                rep = self.representation_term(features, targets, sbar, layout=layout, dense=dense)
+                # huge features: the pair distances in float64, else inf - inf = NaN (representation.py)
+                wide = torch.promote_types(features.dtype, self.mean_norm_ema.dtype)
+                rep_dtype = representation_dtype(feature_absmax, features.shape[1], wide)
+                h = features.to(rep_dtype)
+                rep = self.representation_term(h, targets, sbar, layout=layout, dense=dense)
+                if rep_dtype != wide:
+                    check_representation_value(rep, feature_absmax, wide)
                 total = ce + self.lambda_rep * rep.to(ce.dtype)
             else:
                 rep = ce.new_zeros(())

@@ -39,11 +39,43 @@ from torch import Tensor
 
 from mr2.losses.layout import BatchLayout, batch_layout, same_class_pairs
 
-__all__ = ["representation_margin", "representation_margin_masked", "DENSE_PAIR_FRACTION"]
+__all__ = [
+    "representation_margin",
+    "representation_margin_masked",
+    "representation_dtype",
+    "check_representation_value",
+    "DENSE_PAIR_FRACTION",
+]
 
 # Use the dense Gram route when the unordered pairs exceed this fraction of B^2 (measured crossover on
 # CPU at B = 256, d = 512: about B^2 / 28; the gathered route's cost grows with P * d memory traffic).
 DENSE_PAIR_FRACTION = 1.0 / 32.0
+
+
+def representation_dtype(feature_absmax: float | None, d: int, dtype: torch.dtype) -> torch.dtype:
+    """The dtype to compute the term in: ``dtype``, or float64 when its squared distances could
+    overflow ``dtype``.
+
+    A distance D_ij = ||h_i||^2 + ||h_j||^2 - 2 <h_i, h_j> and its partial sums are at most
+    4 d max|h|^2; past the dtype's largest number they become inf, and inf - inf = NaN (from about
+    max|h| = 2e18 at d = 16 in float32). ``feature_absmax`` None (the values are not checked at this
+    call, so their size is unknown without a device sync): ``dtype``.
+    """
+    if feature_absmax is None or dtype == torch.float64:
+        return dtype
+    return dtype if 4.0 * d * feature_absmax**2 < torch.finfo(dtype).max else torch.float64
+
+
+def check_representation_value(value: Tensor, feature_absmax: float, dtype: torch.dtype) -> None:
+    """Refuse a term computed in float64 (``representation_dtype``) that ``dtype`` cannot hold: for
+    huge features the value itself is beyond ``dtype``, and no finite answer would be right."""
+    if not bool(torch.isfinite(value.to(dtype))):
+        raise ValueError(
+            f"features: max |h| = {feature_absmax:.3g} is too large for MR2's representation term in "
+            f"{dtype} (its value {float(value):.3g} is beyond {torch.finfo(dtype).max:.3g}); normalise or "
+            "rescale the features, set lambda_rep=0 (mr2-logit), or compute the loss in float64 "
+            "(loss.double())"
+        )
 
 
 class _RepresentationMargin(torch.autograd.Function):

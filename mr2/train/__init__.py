@@ -7,7 +7,9 @@
 * ``mr2.train.evaluation``: predictions and per-class numbers on a split;
 * ``mr2.train.rundir``: a run's folder: its files, the finished-run and same-config checks, its lock;
 * ``mr2.train.weights``: weights across runs (a backbone from another run, the WiSE-FT merge);
-* ``mr2.train.loop``: one run (``train_run``): open or resume, epochs, selection, checkpoints, metrics;
+* ``mr2.train.session``: a run's state, built or resumed (``open_session``), validated, checkpointed,
+  and its final metrics;
+* ``mr2.train.loop``: one run (``train_run``): epochs (``train_epoch``), selection, checkpoints, metrics;
 * ``mr2.train.study``: every run of a preset (``run_study``), in one process or a pool.
 """
 

@@ -8,14 +8,14 @@ new, validated config.
 
 from __future__ import annotations
 
-import ast
+import contextlib
 import dataclasses
 import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from mr2_core.checks import bad, check_in, check_int, check_real
+from mr2_core.checks import bad, check_in, check_scalar
 from mr2_core.contracts import LOSSES, SELECTION_RULES
 from mr2.data.sources import DATASET_NAMES
 from mr2.data.splits import TRAIN_SUBSETS
@@ -24,7 +24,11 @@ from mr2.models import HEADS
 __all__ = [
     "TrainConfig",
     "apply_overrides",
+    "study_overrides",
+    "parse_text",
     "validate_config",
+    "LIMITS",
+    "STUDY_KEYS",
     "OPTIMIZERS",
     "SCHEDULES",
     "SELECT_METRICS",
@@ -41,9 +45,11 @@ _SAFE_NAME = re.compile(r"(?!\.{1,2}$)[A-Za-z0-9._-]+")
 RESUME_FREE_FIELDS = frozenset({"data_dir", "log_every", "device", "compile"})
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
-    """Everything that defines one training run. Units in comments."""
+    """Everything that defines one training run. Units in comments.
+
+    Frozen: it is validated once, when it is made (``dataclasses.replace`` makes a new one)."""
 
     study: str = "custom"  # name of the study folder under RUNS/
     method: str | None = None  # the run's folder and report name (e.g. "ce-drw"); None: the loss name
@@ -113,8 +119,34 @@ class TrainConfig:
         return self.method or self.loss
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+# Upper bounds (finding 10 of the reliability review): generous for this toolkit's datasets and models,
+# but below what overflows a float32 step (lr, weight_decay) or asks the allocator for terabytes (a
+# 1e10-unit layer, a 2000-pixel input). Each is (low, high, closed) for ``check_scalar``.
+LIMITS: dict[str, tuple[float | None, float | None, str]] = {
+    "epochs": (1, 100_000, "both"),  # passes over the training split
+    "batch_size": (1, 1 << 20, "both"),  # images per step
+    "eval_batch_size": (1, 1 << 20, "both"),  # images per evaluation step
+    "log_every": (1, 10**9, "both"),  # steps
+    "hidden": (1, 65_536, "both"),  # small-cnn feature dimensions
+    "width": (1, 1024, "both"),  # channels of the first stage
+    "seed": (0, 2**32 - 1, "both"),  # NumPy's and torch's seed range, with room for SeedSequence streams
+    "split_seed": (0, 2**32 - 1, "both"),
+    "crop_padding": (0, 256, "both"),  # pixels on each side
+    "max_train_samples": (1, 10**9, "both"),  # images
+    "image_size": (1, 512, "both"),  # pixels per side ("folder" datasets)
+    "input_size": (1, 512, "both"),  # pixels per side: memory grows with batch_size * input_size^2
+    "image_channels": (1, 3, "both"),
+    "lr": (0.0, 1e3, "right"),  # (0, 1000]: 1e39 overflows float32
+    "momentum": (0.0, 1.0, "left"),  # [0, 1)
+    "weight_decay": (0.0, 10.0, "both"),  # L2 coefficient
+    "warmup_epochs": (0.0, 100_000.0, "both"),  # epochs
+    "val_fraction": (0.0, 1.0, "neither"),  # (0, 1): model selection needs a validation split
+    "imbalance_ratio": (1.0, 1e6, "both"),  # n_max / n_min
+    "merge_alpha": (0.0, 1.0, "both"),
+}
+_REALS = ("lr", "momentum", "weight_decay", "warmup_epochs", "val_fraction", "imbalance_ratio", "merge_alpha")
+_FLAGS = ("pretrained", "freeze_backbone", "difficulty_from_val", "hflip", "amp", "channels_last",
+          "deterministic", "save_model", "compile")  # fmt: skip
 
 
 def validate_config(cfg: TrainConfig) -> None:
@@ -128,10 +160,6 @@ def validate_config(cfg: TrainConfig) -> None:
             raise bad(name, value, "a folder name of letters, digits, '.', '_' and '-' (no '/' or '..')")
     check_in("train_subset", cfg.train_subset, TRAIN_SUBSETS)
     check_in("head", cfg.head, HEADS)
-    if cfg.imbalance_ratio is not None:
-        check_real("imbalance_ratio", cfg.imbalance_ratio, low=1.0)
-    if cfg.merge_alpha is not None:
-        check_real("merge_alpha", cfg.merge_alpha, low=0.0, high=1.0)
     if cfg.init_checkpoint is not None and not isinstance(cfg.init_checkpoint, str):
         raise bad("init_checkpoint", cfg.init_checkpoint, "a path to a model.pt or checkpoint.pt, or None")
     check_in("dataset", cfg.dataset, DATASET_NAMES)
@@ -140,73 +168,143 @@ def validate_config(cfg: TrainConfig) -> None:
     check_in("optimizer", cfg.optimizer, OPTIMIZERS)
     check_in("schedule", cfg.schedule, SCHEDULES)
     check_in("select_metric", cfg.select_metric, SELECT_METRICS)
-    for name in ("epochs", "batch_size", "eval_batch_size", "log_every", "hidden"):
-        check_int(name, getattr(cfg, name), 1)
-    for name in ("seed", "crop_padding"):
-        check_int(name, getattr(cfg, name), 0)
-    for name, low in (("split_seed", 0), ("max_train_samples", 1), ("width", 1), ("image_size", 1)):
-        if getattr(cfg, name) is not None:
-            check_int(name, getattr(cfg, name), low)
-    if cfg.input_size is not None:
-        check_int("input_size", cfg.input_size, 1)
-    check_int("image_channels", cfg.image_channels, 1)
+    optional = {f.name for f in dataclasses.fields(cfg) if "None" in str(f.type)}
+    for name, (low, high, closed) in LIMITS.items():
+        value = getattr(cfg, name)
+        if value is None and name in optional:
+            continue
+        check_scalar(value, name, "real" if name in _REALS else "int", low=low, high=high, closed=closed)
     if cfg.image_channels not in (1, 3):
         raise bad("image_channels", cfg.image_channels, "1 (grey) or 3 (RGB)")
-    check_real("lr", cfg.lr, low=0.0, low_open=True)
-    check_real("momentum", cfg.momentum, low=0.0, high=1.0, high_open=True)
-    check_real("weight_decay", cfg.weight_decay, low=0.0)
-    check_real("warmup_epochs", cfg.warmup_epochs, low=0.0)
-    check_real("val_fraction", cfg.val_fraction, low=0.0, high=1.0, low_open=True, high_open=True)
-    for name in ("pretrained", "freeze_backbone", "difficulty_from_val", "hflip", "amp", "channels_last",
-                 "deterministic", "save_model", "compile"):  # fmt: skip
-        if not isinstance(getattr(cfg, name), bool):
-            raise bad(name, getattr(cfg, name), "true or false")
+    for name in _FLAGS:
+        check_scalar(getattr(cfg, name), name, "bool")
     if cfg.sync_bn is not None and not isinstance(cfg.sync_bn, bool):
         raise bad("sync_bn", cfg.sync_bn, "true, false or none (on under DDP for small per-rank batches)")
     if not isinstance(cfg.loss_options, dict):
         raise bad("loss_options", cfg.loss_options, "a dict of keyword options for make_loss")
+    from mr2.losses import loss_option_types
+
+    accepted = loss_option_types(cfg.loss)
+    for opt, value in cfg.loss_options.items():
+        if opt not in accepted:
+            raise bad(f"loss.{opt}", value, f"an option of loss {cfg.loss!r}: one of {', '.join(accepted)}")
     if cfg.data_dir is not None and not isinstance(cfg.data_dir, str):
         raise bad("data_dir", cfg.data_dir, "a folder path (string) or None")
     if not isinstance(cfg.device, str):
         raise bad("device", cfg.device, "auto, cpu, cuda or cuda:N")
 
 
-def _parse_value(text: str, current: Any, name: str) -> Any:
-    if text.lower() in ("none", "null"):
+# ------------------------------------------------------------------------------ --set KEY=VALUE
+_ATOM_WORDS = {"bool": "true or false", "int": "an integer", "float": "a finite real number",
+               "str": "a string", "None": "none"}  # fmt: skip
+# what a study sets per run: an override of these would clash with it (use the flag instead)
+STUDY_KEYS = {"seed": "--seeds", "method": "--loss", "study": "--study"}
+
+
+def parse_text(name: str, text: str, annotation: str) -> Any:
+    """``text`` (one ``--set`` value) parsed once against a declared type, the annotation's text
+    (``"int | None"``, ``"float | str"``, ``"bool"``): ``none``/``null`` for None, ``true/false/1/0``
+    (any case) for a bool, an integer for an int, a finite number for a float, else the text itself
+    where a string is allowed. Anything else: a ValueError naming ``name``, the text and the type."""
+    atoms = [a.strip() for a in annotation.split("|")]
+    word = text.strip()
+    if "None" in atoms and word.lower() in ("none", "null"):
         return None
-    if isinstance(current, bool):
-        if text.lower() not in ("true", "false", "1", "0"):
-            raise bad(name, text, "true or false")
-        return text.lower() in ("true", "1")
-    try:
-        value = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text  # a bare word is a string
-    if isinstance(value, float) and not math.isfinite(value):
-        raise bad(name, text, "a finite number")
-    return value
+    for atom in atoms:
+        if atom == "bool" and word.lower() in ("true", "false", "1", "0"):
+            return word.lower() in ("true", "1")
+        if atom == "int":
+            with contextlib.suppress(ValueError):
+                return int(word)
+        if atom == "float":
+            with contextlib.suppress(ValueError):
+                value = float(word)
+                if math.isfinite(value):
+                    return value
+        if atom in ("str", "Any"):
+            return text
+    expected = [_ATOM_WORDS.get(a, a) for a in atoms]
+    if atoms == ["bool"]:
+        expected = ["true or false (also 1 or 0)"]
+    raise bad(name, text, " or ".join(expected))
 
 
 def apply_overrides(cfg: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
     """Return ``cfg`` with fields replaced; keys ``loss.<opt>`` set ``loss_options[<opt>]``.
 
-    String values (from the command line) are parsed: numbers, booleans, None, lists. The result is
-    validated like every ``TrainConfig``.
+    A string value (``--set KEY=VALUE`` text) is parsed once against the field's declared type, or
+    the option's as the loss declares it (``mr2.losses.loss_option_types``; ``parse_text``); any
+    other value is taken as it is. The result is validated like every ``TrainConfig``.
     """
-    fields = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
+    fields = {f.name: str(f.type) for f in dataclasses.fields(TrainConfig)}
     changes: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if key.startswith("loss.") or key == "loss_options":
+            continue
+        if key not in fields:
+            raise bad("override", key, f"a config field ({', '.join(sorted(fields))}) or loss.<option>")
+        changes[key] = parse_text(key, value, fields[key]) if isinstance(value, str) else value
+    loss = changes.get("loss", cfg.loss)
     loss_opts = dict(cfg.loss_options)
+    if "loss_options" in overrides:
+        value = overrides["loss_options"]
+        if not isinstance(value, dict):
+            raise bad(
+                "loss_options", value, "one --set loss.<option>=VALUE per option (e.g. loss.lambda_rep=0.2)"
+            )
+        loss_opts.update(value)
+    from mr2.losses import loss_option_types
+
     for key, value in overrides.items():
         if key.startswith("loss."):
             opt = key[len("loss.") :]
-            loss_opts[opt] = _parse_value(value, None, key) if isinstance(value, str) else value
-        elif key in fields:
-            cur = getattr(cfg, key)
-            if cur is None and fields[key] == "bool | None":
-                cur = False  # a flag whose None means "auto" (sync_bn): parse the text as a flag
-            if isinstance(value, str) and not isinstance(cur, str):
-                value = _parse_value(value, cur, key)
-            changes[key] = value
-        else:
-            raise bad("override", key, f"a config field ({', '.join(sorted(fields))}) or loss.<option>")
+            if isinstance(value, str):
+                types = loss_option_types(loss) if loss in LOSSES else {}
+                if opt not in types:
+                    raise bad(key, value, f"an option of loss {loss!r}: one of {', '.join(types)}")
+                value = parse_text(key, value, types[opt])
+            loss_opts[opt] = value
     return dataclasses.replace(cfg, **changes, loss_options=loss_opts)
+
+
+def study_overrides(overrides: dict[str, Any], methods: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Each method's own overrides, from a study's: config fields go to every method;
+    ``loss.<opt>`` to every method whose loss takes ``<opt>`` (a ValueError when none does);
+    ``<method>.<opt>`` to that method only (it wins over ``loss.<opt>``).
+
+    Args:
+        overrides: ``--set`` keys and values (text or typed).
+        methods: method name -> the loss it trains with, for the study's methods.
+    """
+    from mr2.losses import loss_option_types
+
+    for key, value in overrides.items():
+        if key in STUDY_KEYS:
+            raise bad(key, value, f"no --set {key}: pass {STUDY_KEYS[key]} (the study sets it for each run)")
+    out: dict[str, dict[str, Any]] = {m: {} for m in methods}
+    addressed: list[tuple[str, str, Any]] = []
+    for key, value in overrides.items():
+        head, dot, opt = key.partition(".")
+        if not dot:
+            for m in methods:
+                out[m][key] = value
+        elif head == "loss":
+            takers = [m for m, loss in methods.items() if loss in LOSSES and opt in loss_option_types(loss)]
+            if not takers:
+                losses = ", ".join(sorted(set(methods.values())))
+                raise bad(
+                    key, value, f"an option of one of this study's losses ({losses}); none takes {opt!r}"
+                )
+            for m in takers:
+                out[m][key] = value
+        elif head in methods:
+            addressed.append((head, opt, value))
+        else:
+            raise bad(
+                "override", key,
+                f"a config field, loss.<option>, or <method>.<option> for a method of this study "
+                f"({', '.join(methods)})",
+            )  # fmt: skip
+    for method, opt, value in addressed:  # after loss.<opt>: the method's own value wins
+        out[method][f"loss.{opt}"] = value
+    return out

@@ -1,7 +1,7 @@
 """What lets a training epoch run on a GPU without the host waiting for it.
 
 A GPU runs the kernels the host queues; the host waits (a synchronisation) whenever it needs a value
-from the device or copies pageable memory to it. The training loop (``loop._train_epoch``) takes from
+from the device or copies pageable memory to it. The training loop (``loop.train_epoch``) takes from
 here:
 
 * ``EpochFeed``: the epoch's batches and augmentation, drawn on the host exactly as before (the same
@@ -34,7 +34,7 @@ from mr2.train.evaluation import prepare_batch
 from mr2.train.runtime import epoch_generator
 
 if TYPE_CHECKING:
-    from mr2.train.loop import Session
+    from mr2.train.session import Session
 
 __all__ = ["EpochFeed", "configure_value_checks", "training_net"]
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mr2_core.contracts import CHECKPOINT_FILE, CONFIG_FILE, LOCK_FILE, LOG_FILE, METRICS_FILE
+from mr2_core.checks import bad
 from mr2_core.io import clean_tmp, read_json
 from mr2_core.locks import hold_lock
 from mr2.train.config import RESUME_FREE_FIELDS, TrainConfig
@@ -23,6 +24,7 @@ from mr2.train.config import RESUME_FREE_FIELDS, TrainConfig
 __all__ = [
     "MODEL_FILE",
     "RunPaths",
+    "check_resume_overwrite",
     "config_record",
     "incompatible",
     "existing_result",
@@ -64,6 +66,15 @@ class RunPaths:
         return self.root / LOCK_FILE
 
 
+def check_resume_overwrite(resume: bool, overwrite: bool) -> None:
+    """Refuse both at once: resume continues the saved epochs, overwrite discards them."""
+    if resume and overwrite:
+        raise bad(
+            "--overwrite", overwrite,
+            "not with --resume: --resume continues the saved epochs, --overwrite discards them; pass one",
+        )  # fmt: skip
+
+
 def config_record(cfg: TrainConfig) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
@@ -79,6 +90,11 @@ def incompatible(saved: dict[str, Any], cfg: TrainConfig) -> list[str]:
 def existing_result(cfg: TrainConfig, paths: RunPaths, resume: bool, overwrite: bool) -> dict | None:
     """The metrics of a finished run of the same config, None for a run to (re)start or resume; a
     ValueError when the folder holds another config, or an unfinished run without ``resume``."""
+    for p in (paths.config, paths.checkpoint, paths.metrics, paths.log, paths.model):
+        if p.is_dir():  # neither --resume nor --overwrite can use it; deleting a folder is the user's call
+            raise ValueError(
+                f"{p}: a folder where the run's {p.name} file belongs; move or delete it, then run again"
+            )
     if overwrite:
         for p in (paths.config, paths.checkpoint, paths.metrics, paths.log, paths.model):
             p.unlink(missing_ok=True)
@@ -121,6 +137,14 @@ def run_lock(paths: RunPaths):
     if int(os.environ.get("RANK", "0")) != 0:
         yield
         return
-    with hold_lock(paths.lock, f"run_dir={str(paths.root)!r}"):
-        clean_tmp(paths.root, older_than_s=0)  # under the lock no other writer is mid-write here
-        yield
+    made = [d for d in (paths.root, *paths.root.parents) if not d.exists()]  # folders the lock creates
+    try:
+        with hold_lock(paths.lock, f"run_dir={str(paths.root)!r}"):
+            clean_tmp(paths.root, older_than_s=0)  # under the lock no other writer is mid-write here
+            yield
+    finally:
+        for folder in made:  # a run that failed before writing anything leaves no empty seedK folders
+            try:
+                folder.rmdir()  # only an empty folder goes; the first that is not stops the walk
+            except OSError:
+                break

@@ -11,13 +11,13 @@ from typing import Any
 
 import torch
 
-from mr2_core.checks import bad, check_int
+from mr2_core.checks import bad, check_workers
 from mr2_core.io import check_writable_dir
 from mr2_core.locks import Busy
-from mr2.train.config import TrainConfig
+from mr2.train.config import TrainConfig, study_overrides
 from mr2.train.loop import TrainingDiverged, train_run
 from mr2.train.presets import Preset, get_preset
-from mr2.train.rundir import MODEL_FILE
+from mr2.train.rundir import MODEL_FILE, check_resume_overwrite
 
 __all__ = ["run_study", "run_dir_for"]
 
@@ -107,7 +107,9 @@ def run_study(
         preset: a name in ``PRESETS`` or a ``Preset``.
         runs: the runs folder; each run goes to ``runs/<study>/<loss>/seed<k>``.
         losses, seeds: subsets to run (default: the preset's).
-        overrides: config fields or ``loss.<option>`` (see ``apply_overrides``), for every run.
+        overrides: config fields (for every run), ``loss.<option>`` (for every method whose loss
+            takes the option; an error when none does) or ``<method>.<option>`` (that method's loss
+            only), as text or typed values (``study_overrides``, ``apply_overrides``).
         study: the study folder name (default: the preset's name).
         resume, overwrite, progress: as in ``train_run``.
         jobs: runs trained at once, each in its own process (CPU studies: one per core).
@@ -119,16 +121,21 @@ def run_study(
         busy run does not stop the others.
     """
     p = get_preset(preset) if isinstance(preset, str) else preset
-    losses = tuple(losses or p.losses)
+    asked = tuple(losses or p.losses)
+    losses = tuple(dict.fromkeys(asked))  # a method named twice runs once (a copy would find it busy)
+    if len(losses) < len(asked):
+        twice = sorted({m for m in asked if asked.count(m) > 1})
+        print(f"[{p.name}] note: {', '.join(twice)} named more than once; each runs once", file=sys.stderr)
     explicit_seeds = seeds is not None
     seeds = tuple(p.seeds if seeds is None else seeds)
-    if not isinstance(jobs, int) or jobs < 1:
-        raise bad("jobs", jobs, "a positive integer")
-    if threads is not None:
-        check_int("threads", threads, 1)
+    check_workers(jobs, threads)
+    check_resume_overwrite(resume, overwrite)
     check_writable_dir(runs, "runs")  # before any data is loaded
     if jobs > 1 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise bad("jobs", jobs, "1 under torchrun (the ranks train each run together)")
+    # each method's loss, and the overrides that apply to it (loss.<opt> only where its loss takes it)
+    method_loss = {m: (overrides or {}).get("loss", p.per_loss.get(m, {}).get("loss", m)) for m in losses}
+    per_method_overrides = study_overrides(overrides or {}, method_loss)
     configs = []
     # seeds of each method: the ones asked for, else the preset's (some methods may have more)
     per_method = {m: (seeds if explicit_seeds else p.method_seeds(m)) for m in losses}
@@ -137,7 +144,7 @@ def run_study(
         for loss in losses:
             if seed not in per_method[loss]:
                 continue
-            cfg = p.config_for(loss, seed, **(overrides or {}))
+            cfg = p.config_for(loss, seed, **per_method_overrides[loss])
             if study:
                 cfg = dataclasses.replace(cfg, study=study)
             # config_for and replace validate: every bad name is reported before the first run starts

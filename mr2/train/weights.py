@@ -4,17 +4,50 @@ merge of the initial and the trained weights."""
 from __future__ import annotations
 
 import os
+import pickle
+import re
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from mr2_core.checks import bad, one_line
 
-__all__ = ["cpu_state", "load_backbone", "interpolate_states"]
+__all__ = ["cpu_state", "load_backbone", "load_plain", "interpolate_states"]
 
 
 def cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {n: t.detach().cpu().clone() for n, t in model.state_dict().items()}
+
+
+def load_plain(
+    path: Path, name: str, what: str, fix: str, map_location: Any = "cpu", unreadable: str | None = None
+) -> Any:
+    """The plain data (tensors, dicts, lists, numbers, strings) of a torch file, read with
+    ``weights_only=True``: a file that holds any other Python object is refused, never unpickled,
+    since unpickling runs whatever code the file names (a run folder may come from someone else).
+
+    Args:
+        path: the file.
+        name: how the message names it (``init_checkpoint='x.pt'``, or the path).
+        what: what the file should be (``checkpoint``), for the message.
+        fix: what the user can do, appended to the message.
+        unreadable: the message's words for a file torch cannot read (default: corrupt or truncated).
+    """
+    unreadable = unreadable or f"corrupt or truncated {what}"
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        if found is None:  # pickle garbage (torch's message here advises weights_only=False: not shown)
+            raise ValueError(f"{name}: {unreadable} (UnpicklingError: not a torch file); {fix}") from None
+        raise ValueError(
+            f"{name}: refused: the {what} holds a Python object ({found.group(1)}), not only tensors, "
+            f"numbers, strings, lists and dicts, and loading it could run code; only plain data is read. "
+            f"Use a {what} made by this version of mr2 from a source you trust; {fix}"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - truncated zip, a text file, a folder: all unreadable
+        raise ValueError(f"{name}: {unreadable} ({one_line(exc)}); {fix}") from None
 
 
 def load_backbone(model: torch.nn.Module, path: str | os.PathLike) -> None:
@@ -28,25 +61,25 @@ def load_backbone(model: torch.nn.Module, path: str | os.PathLike) -> None:
     path = Path(path)
     if not path.is_file():
         raise bad("init_checkpoint", str(path), f"an existing file; {fix}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear message
-        raise ValueError(
-            f"init_checkpoint={str(path)!r}: not a readable torch file, truncated or corrupt "
-            f"({one_line(exc)}); {fix}"
-        ) from None
+    obj = load_plain(
+        path, f"init_checkpoint={str(path)!r}", "torch file", fix,
+        unreadable="not a readable torch file, truncated or corrupt",
+    )  # fmt: skip
     state = obj.get("model", obj) if isinstance(obj, dict) else None
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
         raise ValueError(f"init_checkpoint={str(path)!r}: holds no model weights; {fix}")
     backbone = {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
-    missing, unexpected = [], []
-    try:
-        result = model.backbone.load_state_dict(backbone, strict=False)
-        missing, unexpected = result.missing_keys, result.unexpected_keys
-    except RuntimeError as exc:  # shapes differ: another architecture or width
+    own = model.backbone.state_dict()
+    shapes = [k for k in backbone if k in own and backbone[k].shape != own[k].shape]
+    if shapes:  # another width or architecture: name one tensor, not torch's list of every one
+        k = shapes[0]
         raise ValueError(
-            f"init_checkpoint={str(path)!r}: weights do not fit this model ({exc}); {fix}"
-        ) from None
+            f"init_checkpoint={str(path)!r}: weights do not fit this model ({len(shapes)} tensor(s) of "
+            f"another shape, e.g. {k}: {tuple(backbone[k].shape)} in the file, {tuple(own[k].shape)} here: "
+            f"another width or architecture); {fix}"
+        )
+    result = model.backbone.load_state_dict(backbone, strict=False)
+    missing, unexpected = result.missing_keys, result.unexpected_keys
     if missing or unexpected:
         raise ValueError(
             f"init_checkpoint={str(path)!r}: backbone keys differ (missing {missing[:4]}, unexpected "

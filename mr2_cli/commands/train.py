@@ -26,7 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a config field (e.g. lr=0.1) or a loss option (loss.lam=0.2); repeatable",
+        help="override a config field (e.g. lr=0.1), a loss option of every method whose loss takes it "
+        "(loss.lambda_rep=0.2) or of one method (mr2.statistic=separation); repeatable",
     )
     parser.add_argument(
         "--resume", action="store_true", help="continue unfinished runs from their checkpoints"
@@ -42,27 +43,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import time
 
-    from mr2_core.checks import bad, check_int
+    from mr2_core.checks import bad, check_workers
     from mr2_core.io import check_writable_dir
 
-    if args.preset and not args.list:  # cheap checks first: before torch is imported and data loaded
-        check_int("--jobs", args.jobs, 1)
-        if args.threads is not None:
-            check_int("--threads", args.threads, 1)
+    if not args.list:  # cheap checks first: before torch is imported and data loaded
+        if not args.preset:
+            raise bad("--preset", None, "the name of a study to run (mr2 train --list shows them)")
+        check_workers(args.jobs, args.threads, prefix="--")
         check_writable_dir(args.out, "--out")
     from mr2.train import PRESETS, get_preset, is_main_process, run_study
 
-    if args.list or not args.preset:
+    if args.list:
         for p in PRESETS.values():
             print(
                 f"{p.name:14s} {p.description}\n{'':14s} losses {','.join(p.losses)}; seeds {list(p.seeds)}"
             )
-        return 0 if args.list else 2
+        return 0
     preset = get_preset(args.preset)
+    # --set values stay text, parsed once against each field's (or loss option's) declared type by
+    # apply_overrides; the typed flags below are passed as values, not as text to parse back
     overrides: dict[str, str | int] = {}
     for item in args.set:
         key, sep, value = item.partition("=")
-        if not sep or not key:
+        if not sep or not key.strip():
             raise bad("--set", item, "KEY=VALUE")
         overrides[key.strip()] = value.strip()
     if args.epochs is not None:

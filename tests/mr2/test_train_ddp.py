@@ -103,7 +103,7 @@ def _worker(rank: int, port: int, out: Path) -> None:
     dist.init_process_group("gloo")
     try:
         _check_global_batch_norm(rank, out)
-        final_metrics = loop._final_metrics
+        final_metrics = loop.final_metrics
         current = {}
 
         def spy(s):  # the model each rank ends with and the epochs it selected
@@ -113,7 +113,7 @@ def _worker(rank: int, port: int, out: Path) -> None:
             torch.save({"state": state, "best": best}, out / f"{current['name']}_rank{rank}_final.pt")
             return metrics
 
-        loop._final_metrics = spy
+        loop.final_metrics = spy
         for name, (loss, extra) in RUNS.items():
             current["name"] = name
             cfg = _cfg(loss, **extra)

@@ -19,7 +19,8 @@ from mr2 import data as mdata
 from mr2.host_syncs import count_host_syncs
 from mr2.losses import make_loss
 from mr2.losses.margin_statistics import STATISTICS
-from mr2.train import fast, get_preset, loop, train_run
+from mr2.train import fast, get_preset, loop, session, train_run
+from mr2.train.rundir import RunPaths
 from mr2.train.config import RESUME_FREE_FIELDS, TrainConfig
 from mr2.train.evaluation import prepare_batch
 from mr2.train.runtime import epoch_generator
@@ -127,11 +128,11 @@ def test_training_epoch_has_no_per_step_sync_in_the_gpu_configuration(tmp_path, 
     if loss == "mr2-separation":
         loss, options = "mr2", {**options, "loss.statistic": "separation"}
     cfg = _cfg(loss, epochs=1, batch_size=16, log_every=10, **options)
-    s = loop._open(cfg, loop.RunPaths(tmp_path), resume=False, feature_cache=False)
+    s = session.open_session(cfg, RunPaths(tmp_path), resume=False, feature_cache=False)
     steps = math.ceil(len(s.y_train) / cfg.batch_size)
-    loop._train_epoch(s, 0, show=False)
+    loop.train_epoch(s, 0, show=False)
     with count_host_syncs() as counter:
-        loop._train_epoch(s, 1, show=False)
+        loop.train_epoch(s, 1, show=False)
     bound = _sync_bound(steps, cfg.log_every)
     assert steps >= 3 * bound  # a per-step sync could not hide in the bound
     assert counter.total <= bound, dict(counter.ops)
@@ -211,16 +212,16 @@ def test_cuda_loss_steps_do_not_synchronise(name):
 @pytest.mark.parametrize("loss", ["ce", "mr2"])
 def test_cuda_training_epoch_synchronises_only_at_its_checks(tmp_path, loss):
     cfg = _cfg(loss, epochs=1, batch_size=16, log_every=10, device="cuda")
-    s = loop._open(cfg, loop.RunPaths(tmp_path), resume=False, feature_cache=False)
+    s = session.open_session(cfg, RunPaths(tmp_path), resume=False, feature_cache=False)
     steps = math.ceil(len(s.y_train) / cfg.batch_size)
-    loop._train_epoch(s, 0, show=False)
+    loop.train_epoch(s, 0, show=False)
     assert s.loss_fn.check_every == cfg.log_every  # set by fast.configure_value_checks on a GPU
     torch.cuda.synchronize()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         torch.cuda.set_sync_debug_mode("warn")
         try:
-            loop._train_epoch(s, 1, show=False)
+            loop.train_epoch(s, 1, show=False)
         finally:
             torch.cuda.set_sync_debug_mode(0)
     syncs = [w for w in caught if "synchroniz" in str(w.message)]
@@ -238,7 +239,7 @@ def test_cuda_training_steps_do_not_synchronise(tmp_path, loss):
     calls), between two scheduled checks, under sync debug mode "error"."""
     options = {"loss.statistic": "separation"} if loss == "mr2-separation" else {}
     cfg = _cfg("mr2" if loss == "mr2-separation" else loss, epochs=1, batch_size=16, device="cuda", **options)
-    s = loop._open(cfg, loop.RunPaths(tmp_path), resume=False, feature_cache=False)
+    s = session.open_session(cfg, RunPaths(tmp_path), resume=False, feature_cache=False)
     fast.configure_value_checks(s)
     feed = fast.EpochFeed(s, 0)
     s.model.train()

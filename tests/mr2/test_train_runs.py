@@ -126,7 +126,7 @@ def test_train_bad_names_list_the_valid_ones(tmp_path):
 
 def test_train_overrides_are_typed():
     cfg = apply_overrides(
-        _cfg(), {"lr": "0.1", "hflip": "true", "max_train_samples": "none", "loss.lambda_rep": "0.3"}
+        _cfg("mr2"), {"lr": "0.1", "hflip": "true", "max_train_samples": "none", "loss.lambda_rep": "0.3"}
     )
     assert cfg.lr == 0.1 and cfg.hflip is True and cfg.max_train_samples is None
     assert cfg.loss_options == {"lambda_rep": 0.3}
