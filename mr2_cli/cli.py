@@ -43,11 +43,25 @@ def _catch_termination() -> None:
             signal.signal(sig, _raise_interrupted)
 
 
+def version() -> str:
+    """The installed distribution's version (``mr2-margins``), else the package's ``__version__`` (a
+    source checkout on ``PYTHONPATH`` that was never installed)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("mr2-margins")
+    except metadata.PackageNotFoundError:
+        import mr2
+
+        return mr2.__version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mr2",
         description="Class-sensitive margin theory: derive, simulate, train, report, draw.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMANDS:
