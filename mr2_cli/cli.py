@@ -77,12 +77,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _run_command(args: argparse.Namespace) -> int:
+    """Run the chosen command; its ``--no-progress`` hides every progress bar it draws, the data-loading
+    ones and its worker processes' included (``mr2_core.progress``)."""
+    from mr2_core.progress import bars_hidden
+
+    with bars_hidden(bool(getattr(args, "no_progress", False))):
+        return int(args._run(args) or 0)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _catch_termination()
     try:
-        return int(args._run(args) or 0)
+        return _run_command(args)
     except ValueError as exc:  # bad input: a clear message, not a traceback
         print(f"mr2 {args.command}: error: {exc}", file=sys.stderr)
         return 2

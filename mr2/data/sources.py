@@ -276,7 +276,7 @@ def _read_folder_split(split_dir: Path, class_names: tuple[str, ...], channels: 
         from PIL import Image
     except ImportError:
         raise ValueError("the folder dataset needs Pillow: pip install Pillow") from None
-    from tqdm.auto import tqdm
+    from mr2_core.progress import progress_bar
 
     files, labels = [], []
     for k, cls in enumerate(class_names):
@@ -295,7 +295,7 @@ def _read_folder_split(split_dir: Path, class_names: tuple[str, ...], channels: 
         raise ValueError(f"{split_dir}: no images ({', '.join(IMAGE_SUFFIXES)}) in its class folders")
     mode = "L" if channels == 1 else "RGB"
     images = []
-    for path in tqdm(files, desc=f"reading {split_dir.name}", leave=False):  # I/O: one file at a time
+    for path in progress_bar(files, desc=f"reading {split_dir.name}", leave=False):  # I/O: one file at a time
         try:
             with Image.open(path) as img:
                 img = img.convert(mode)
