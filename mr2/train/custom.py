@@ -34,13 +34,13 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from mr2.metrics import confusion_matrix
-from mr2.train.config import OPTIMIZERS, SCHEDULES, TrainConfig
+from mr2.train.config import TrainConfig
 from mr2.train.evaluation import metrics_from_confusion
 from mr2.train.run_metrics import run_dir_of, run_metrics
 from mr2.train.runtime import Dist, lr_at, make_optimizer, resolve_device
 from mr2.train.weights import cpu_state
-from mr2_core.checks import bad, check_in, check_int, check_real
-from mr2_core.contracts import LOG_FILE, SELECTION_RULES
+from mr2_core.checks import bad, check_in, check_int
+from mr2_core.contracts import CONFIG_FILE, LOG_FILE, METRICS_FILE, SELECTION_RULES
 from mr2_core.io import code_version, write_csv, write_json
 from mr2_core.progress import log_line, progress_bar
 from mr2_core.seeding import seed_everything
@@ -185,12 +185,9 @@ def train_model(
         check_int(name, value, 1)
     check_int("num_workers", num_workers, 0)
     check_in("select_metric", select_metric, SELECTION_RULES)
-    check_in("optimizer", optimizer, OPTIMIZERS)
-    check_in("schedule", schedule, SCHEDULES)
-    check_real("lr", lr, low=0.0, low_open=True)
     if not isinstance(model, nn.Module):
         raise bad("model", type(model).__name__, "a torch nn.Module")
-    if (run_dir / "metrics.json").exists() and not overwrite:
+    if (run_dir / METRICS_FILE).exists() and not overwrite:
         raise ValueError(
             f"run_dir={str(run_dir)!r} holds a finished run; pass overwrite=True or another study, method "
             "or seed"
@@ -208,35 +205,24 @@ def train_model(
     )
     dev = resolve_device(device, Dist(rank=0, world_size=1, local_rank=0))
     seed_everything(seed)
-
     y_train = dataset_labels(train_data, "train_data")
-    k = int(num_classes) if num_classes is not None else int(y_train.max()) + 1
-    if k < 2 or int(y_train.min()) < 0 or int(y_train.max()) >= k:
-        raise bad("num_classes", num_classes, f"K >= 2 covering the training labels 0..{int(y_train.max())}")
+    k = _num_classes(y_train, num_classes)
     names = [str(j) for j in range(k)] if class_names is None else [str(n) for n in class_names]
     if len(names) != k:
         raise bad("class_names", class_names, f"{k} names, one per class")
     counts = torch.bincount(y_train, minlength=k)
-    if isinstance(loss, str):
-        from mr2.losses import make_loss
-
-        loss_fn = make_loss(loss, k, class_counts=counts, **(loss_options or {}))
-    elif isinstance(loss, nn.Module):
-        if loss_options:
-            raise bad("loss_options", loss_options, "None when loss is a module (build it with its options)")
-        loss_fn = loss
-    else:
-        raise bad("loss", loss, "a loss name (mr2.losses.LOSS_NAMES) or an nn.Module")
+    loss_fn = _loss_module(loss, loss_options, k, counts)
     model.to(dev)
     loss_fn.to(dev)
     opt = make_optimizer(model.parameters(), sched)
-    train_loader = _loader(train_data, batch_size, True, seed, num_workers)
-    val_loader = _loader(val_data, eval_batch_size, False, seed, num_workers)
-    test_loader = _loader(test_data, eval_batch_size, False, seed, num_workers)
-    steps = len(train_loader)
+    loaders = {
+        "train": _loader(train_data, batch_size, True, seed, num_workers),
+        "val": _loader(val_data, eval_batch_size, False, seed, num_workers),
+        "test": _loader(test_data, eval_batch_size, False, seed, num_workers),
+    }
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    for stale in ("metrics.json", LOG_FILE):
+    for stale in (METRICS_FILE, LOG_FILE):
         (run_dir / stale).unlink(missing_ok=True)
     settings = {
         "study": study,
@@ -264,7 +250,7 @@ def train_model(
         "class_counts": counts.tolist(),
     }
     write_json(
-        run_dir / "config.json",
+        run_dir / CONFIG_FILE,
         {
             "config": settings,
             "code_version": code_version(),
@@ -274,88 +260,45 @@ def train_model(
         },
     )
 
-    best = {
-        rule: {"epoch": -1, "value": -math.inf, "state": None} for rule in SELECTION_RULES if rule != "last"
-    }
+    best = {rule: (-1, -math.inf, None) for rule in SELECTION_RULES if rule != "last"}  # epoch, value, state
     rows: list[dict[str, Any]] = []
     elapsed = 0.0
-    model.train()
+    tag = f"{study}/{method}/seed{seed}"
+    import pandas as pd  # here, not at import: mr2.train (and mr2 --help) stay quick to import
+
     for epoch in range(epochs):
         t0 = time.perf_counter()
         if hasattr(loss_fn, "on_epoch_start"):
             loss_fn.on_epoch_start(epoch)
         if hasattr(loss_fn, "set_class_accuracy") and rows:  # CDB: difficulty from validation, as mr2 train
             loss_fn.set_class_accuracy([rows[-1][f"val_class{j}_accuracy"] for j in range(k)])
-        total, correct, seen = 0.0, 0, 0
-        bar = progress_bar(
-            train_loader, progress=progress, desc=f"{method} s{seed} ep {epoch + 1}/{epochs}", leave=False
-        )
-        for step, (x, y) in enumerate(bar):
-            lr_now = lr_at(epoch * steps + step, steps, sched)
-            for group in opt.param_groups:
-                group["lr"] = lr_now
-            x, y = x.to(dev), torch.as_tensor(y).long().to(dev)
-            logits, feats = _split(model(x))
-            if feats is None and getattr(loss_fn, "uses_features", False):
-                raise bad(
-                    "model",
-                    type(model).__name__,
-                    f"a model returning (logits, features) for loss "
-                    f"{method!r}: wrap the backbone in mr2.models.Classifier(backbone, feature_dim, K)",
-                )
-            value = loss_fn(logits.float(), None if feats is None else feats.float(), y)
-            if not torch.isfinite(value):
-                raise ValueError(
-                    f"loss became {float(value)} in epoch {epoch + 1}, step {step + 1}; lower lr={lr}"
-                )
-            opt.zero_grad(set_to_none=True)
-            value.backward()
-            opt.step()
-            total += float(value.detach()) * len(y)
-            correct += int((logits.detach().argmax(1) == y).sum())
-            seen += len(y)
-        bar.close()
-        val = _evaluate(model, val_loader, dev, k)
+        train = _train_epoch(model, loss_fn, opt, sched, loaders["train"], epoch, dev, progress, tag)
+        val = _evaluate(model, loaders["val"], dev, k)
         elapsed += time.perf_counter() - t0
-        rows.append(
-            {
-                "epoch": epoch + 1,
-                "lr": lr_now,
-                "train_loss": total / seen,
-                "train_accuracy": correct / seen,
-                "val_accuracy": val["accuracy"],
-                "val_worst_class_accuracy": val["worst_class_accuracy"],
-                "val_class_accuracy_std": val["class_accuracy_std"],
-                "time_s": elapsed,
-                **{f"val_class{j}_accuracy": a for j, a in enumerate(val["per_class_accuracy"])},
-            }
-        )
+        rows.append(_log_row(epoch, train, val, elapsed))
         state = None
-        for rule, entry in best.items():
-            if val[rule] > entry["value"]:
+        for rule, (_, value, _) in best.items():
+            if val[rule] > value:
                 state = state or cpu_state(model)
-                best[rule] = {"epoch": epoch + 1, "value": val[rule], "state": state}
-        import pandas as pd
-
+                best[rule] = (epoch + 1, val[rule], state)
         write_csv(run_dir / LOG_FILE, pd.DataFrame(rows))
         if progress:
             log_line(
-                f"[{study}/{method}/seed{seed}] epoch {epoch + 1}/{epochs}: loss {total / seen:.4f}, "
-                f"val acc {val['accuracy']:.4f}, worst {val['worst_class_accuracy']:.4f}, {elapsed:.0f}s"
+                f"[{tag}] epoch {epoch + 1}/{epochs}: loss {train['train_loss']:.4f}, val acc "
+                f"{val['accuracy']:.4f}, worst {val['worst_class_accuracy']:.4f}, {elapsed:.0f}s"
             )
 
-    last = cpu_state(model)
-    chosen = {rule: (best[rule]["epoch"], best[rule]["state"]) for rule in best}
-    chosen["last"] = (epochs, last)
+    chosen = {rule: (epoch_, state) for rule, (epoch_, _, state) in best.items()}
+    chosen["last"] = (epochs, cpu_state(model))
     selections = {}
     for rule in [r for r in SELECTION_RULES if r != select_metric] + [select_metric]:  # configured rule last
-        epoch_sel, state = chosen[rule]
-        model.load_state_dict(state)
-        selections[rule] = {"selected_epoch": epoch_sel, **_evaluate(model, test_loader, dev, k)}
-    y_test, p_test, _ = _predict(model, test_loader, dev, want_features=False)
-    feat_loader = _loader(train_data, eval_batch_size, False, seed, num_workers)
-    y_feat, _, h_train = _predict(model, feat_loader, dev, want_features=True)
-    val_sel = _evaluate(model, val_loader, dev, k)
+        model.load_state_dict(chosen[rule][1])
+        selections[rule] = {"selected_epoch": chosen[rule][0], **_evaluate(model, loaders["test"], dev, k)}
+    y_test, p_test, _ = _predict(model, loaders["test"], dev, want_features=False)
+    # the bound's a_k from the selected model's training features (in evaluation mode, no shuffling)
+    feats_loader = _loader(train_data, eval_batch_size, False, seed, num_workers)
+    y_feat, _, h_train = _predict(model, feats_loader, dev, want_features=True)
+    val_sel = _evaluate(model, loaders["val"], dev, k)
     metrics = run_metrics(
         y_test,
         p_test,
@@ -385,11 +328,97 @@ def train_model(
             "trainer": "train_model",
         },
     )
-    if h_train is None:
-        metrics["class_counts"] = counts.tolist()
+    metrics.setdefault("class_counts", counts.tolist())
     margins = getattr(loss_fn, "last", {}).get("margins")
     if torch.is_tensor(margins) and margins.numel() > 1:  # the margins of the last step, as mr2 train records
         m = margins.detach().float().cpu()
         metrics.update(margins=m.tolist(), margin_min=float(m.min()), margin_max=float(m.max()))
-    write_json(run_dir / "metrics.json", metrics)
+    write_json(run_dir / METRICS_FILE, metrics)
     return {**metrics, "run_dir": str(run_dir)}
+
+
+def _num_classes(y_train: torch.Tensor, num_classes: int | None) -> int:
+    k = int(y_train.max()) + 1 if num_classes is None else num_classes
+    if (
+        isinstance(k, bool)
+        or not isinstance(k, int)
+        or k < 2
+        or int(y_train.min()) < 0
+        or int(y_train.max()) >= k
+    ):
+        raise bad(
+            "num_classes",
+            num_classes,
+            f"an integer K >= 2 covering the training labels {int(y_train.min())}..{int(y_train.max())}",
+        )
+    return k
+
+
+def _loss_module(loss: Any, options: dict[str, Any] | None, k: int, counts: torch.Tensor) -> nn.Module:
+    """A loss name built with the training split's class counts, or the caller's module as it is."""
+    if isinstance(loss, str):
+        from mr2.losses import make_loss
+
+        return make_loss(loss, k, class_counts=counts, **(options or {}))
+    if isinstance(loss, nn.Module):
+        if options:
+            raise bad("loss_options", options, "None when loss is a module (build it with its options)")
+        return loss
+    raise bad("loss", loss, "a loss name (mr2.losses.LOSS_NAMES) or an nn.Module")
+
+
+def _train_epoch(
+    model,
+    loss_fn,
+    opt,
+    sched: TrainConfig,
+    loader: DataLoader,
+    epoch: int,
+    dev: torch.device,
+    progress: bool,
+    tag: str,
+) -> dict[str, float]:
+    """One pass over the training split (learning rate set per step, as mr2 train does)."""
+    model.train()
+    steps = len(loader)
+    total, correct, seen, lr = 0.0, 0, 0, sched.lr
+    bar = progress_bar(loader, progress=progress, desc=f"{tag} ep {epoch + 1}/{sched.epochs}", leave=False)
+    for step, (x, y) in enumerate(bar):
+        lr = lr_at(epoch * steps + step, steps, sched)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        x, y = x.to(dev), torch.as_tensor(y).long().to(dev)
+        logits, feats = _split(model(x))
+        if feats is None and getattr(loss_fn, "uses_features", False):
+            raise bad(
+                "model",
+                type(model).__name__,
+                "a model returning (logits, features) for this loss: "
+                "wrap the backbone in mr2.models.Classifier(backbone, feature_dim, num_classes)",
+            )
+        value = loss_fn(logits.float(), None if feats is None else feats.float(), y)
+        if not torch.isfinite(value):
+            raise ValueError(
+                f"loss became {float(value)} in epoch {epoch + 1}, step {step + 1}; lower lr={sched.lr}"
+            )
+        opt.zero_grad(set_to_none=True)
+        value.backward()
+        opt.step()
+        total += float(value.detach()) * len(y)
+        correct += int((logits.detach().argmax(1) == y).sum())
+        seen += len(y)
+    bar.close()
+    return {"lr": lr, "train_loss": total / seen, "train_accuracy": correct / seen}
+
+
+def _log_row(epoch: int, train: dict[str, float], val: dict[str, Any], elapsed: float) -> dict[str, Any]:
+    """log.csv's row of an epoch: mr2 train's columns (docs/CONTRACTS.md)."""
+    return {
+        "epoch": epoch + 1,
+        **train,
+        "val_accuracy": val["accuracy"],
+        "val_worst_class_accuracy": val["worst_class_accuracy"],
+        "val_class_accuracy_std": val["class_accuracy_std"],
+        "time_s": elapsed,
+        **{f"val_class{j}_accuracy": a for j, a in enumerate(val["per_class_accuracy"])},
+    }
