@@ -1,7 +1,8 @@
 """``mr2 train --preset NAME``: run every (loss, seed) of a preset; finished runs are skipped.
 
 ``--quick`` is a smoke-sized version of the preset (``QUICK_*`` below; ``digits-smoke`` when no preset
-is named): it checks that a preset runs end to end in seconds to minutes, not what it measures.
+is named): it checks that a preset runs end to end in seconds to minutes, not what it measures. A
+backbone the preset starts from (``init_checkpoint="@<preset>/..."``) is still made by its own preset.
 """
 
 from __future__ import annotations
@@ -96,7 +97,12 @@ def run(args: argparse.Namespace) -> int:
     if args.list or not args.preset:
         _print_presets(PRESETS.values())
         if not args.list:
-            print("\nmr2 train: error: name a study with --preset NAME (or --quick for a smoke run)")
+            import sys
+
+            print(
+                "mr2 train: error: name a study with --preset NAME (or --quick for a smoke run)",
+                file=sys.stderr,
+            )
         return 0 if args.list else 2
     preset = get_preset(args.preset)
     if args.quick:
