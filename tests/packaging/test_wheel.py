@@ -91,3 +91,18 @@ def test_installed_wheel_imports_outside_the_repository(wheel, tmp_path):
     assert out.stdout.strip().startswith("ok MR2Loss")
     version = _run([str(env_dir / "bin" / "mr2"), "--version"], cwd=outside, env=env)
     assert version.stdout.strip().startswith("mr2 "), version.stdout
+
+
+def test_citation_and_licence_files():
+    yaml = pytest.importorskip("yaml")
+    cff = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    for key in ("cff-version", "message", "title", "authors", "version", "license"):
+        assert key in cff, f"CITATION.cff lacks {key}"
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert cff["version"] == project["version"], "CITATION.cff and pyproject.toml disagree on the version"
+    (paper,) = cff["references"]
+    assert "Margin Regularization" in paper["title"] and "2602.00205" in paper["url"]
+    assert "MIT License" in (ROOT / "LICENSE").read_text().splitlines()[0]
+    assert "## [Unreleased]" in (ROOT / "CHANGELOG.md").read_text()
