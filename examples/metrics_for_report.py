@@ -6,7 +6,7 @@ spread over classes), and from training features when you have them (the bound's
 regression on scikit-learn's digits, unweighted ("plain", the baseline) against class-balanced
 weights ("balanced"), on a long-tailed training split, five seeds each; the report pairs them by seed.
 
-    python examples/metrics_for_report.py --out results/example-metrics   # a few seconds
+    python examples/metrics_for_report.py --out results/example-metrics   # ~7 s of CPU
     mr2 report results/example-metrics/sklearn-digits --baseline plain
 """
 

@@ -5,7 +5,7 @@ small MLP wrapped in `mr2.models.Classifier`, so that the loss sees the penultim
 the logits. CE and MR2 are trained at two seeds each; `mr2.write_run_metrics` writes each run's
 metrics.json in the layout `mr2 report` reads (runs/<study>/<method>/seed<k>/).
 
-    python examples/own_loop_mr2.py --out results/example-own-loop   # about 10 s on 2 cores
+    python examples/own_loop_mr2.py --out results/example-own-loop   # ~45 s of CPU
     mr2 report results/example-own-loop/own-loop                      # the same report, with plots
 
 The only MR2-specific lines are marked "MR2:". On digits, with so few epochs and seeds, the report is a

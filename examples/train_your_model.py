@@ -7,7 +7,7 @@ config.json, log.csv and metrics.json, as `mr2 train` does, so `mr2 report` comp
 The model returns (logits, features): `mr2.models.Classifier(backbone, feature_dim, num_classes)`
 wraps any backbone that maps a batch to (B, feature_dim) features.
 
-    python examples/train_your_model.py --out results/example-own-model   # about a minute on 2 cores
+    python examples/train_your_model.py --out results/example-own-model   # about a minute of CPU
     mr2 report results/example-own-model/own-model
 """
 
