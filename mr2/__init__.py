@@ -16,6 +16,8 @@ _LAZY = {
     "MR2Loss": "mr2.losses",
     "make_loss": "mr2.losses",
     "LOSS_NAMES": "mr2.losses",
+    "train_model": "mr2.train",
+    "write_run_metrics": "mr2.train",
 }
 
 __all__ = [*_LAZY, "__version__"]

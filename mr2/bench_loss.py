@@ -188,12 +188,13 @@ def _bench_k(K: int, args: argparse.Namespace, gen: Any, clock: Callable[[], flo
 def bench_cpu(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Rows of the CPU benchmark (module docstring), for every K of ``args.ks``."""
     import torch
-    from tqdm import tqdm
+
+    from mr2_core.progress import progress_bar
 
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     gen = torch.Generator().manual_seed(args.seed)
     rows: list[dict[str, Any]] = []
-    for K in tqdm(args.ks, desc="bench loss", unit="K"):
+    for K in progress_bar(args.ks, desc="bench loss", unit="K"):
         rows += _bench_k(K, args, gen, clock)
     return rows
 

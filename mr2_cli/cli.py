@@ -96,11 +96,25 @@ def _os_error(exc: OSError) -> str:
     return f"{where}{what}; {fix}"
 
 
+def version() -> str:
+    """The installed distribution's version (``mr2-margins``), else the package's ``__version__`` (a
+    source checkout on ``PYTHONPATH`` that was never installed)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("mr2-margins")
+    except metadata.PackageNotFoundError:
+        import mr2
+
+        return mr2.__version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mr2",
         description="Class-sensitive margin theory: derive, simulate, train, report, draw.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMANDS:
@@ -116,13 +130,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _run_command(args: argparse.Namespace) -> int:
+    """Run the chosen command; its ``--no-progress`` hides every progress bar it draws, the data-loading
+    ones and its worker processes' included (``mr2_core.progress``)."""
+    from mr2_core.progress import bars_hidden
+
+    with bars_hidden(bool(getattr(args, "no_progress", False))):
+        return int(args._run(args) or 0)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _catch_termination()
     _RECEIVED.clear()
     try:
-        return _finish(int(args._run(args) or 0))
+        return _finish(_run_command(args))
     except ValueError as exc:  # bad input: a clear message, not a traceback
         print(f"mr2 {args.command}: error: {exc}", file=sys.stderr)
         return 2

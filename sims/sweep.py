@@ -120,7 +120,7 @@ def run_sweep(
         raise bad("backend", backend, f"one of {BACKENDS}")
     if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs < 1:
         raise bad("n_jobs", n_jobs, "an integer >= 1")
-    from tqdm.auto import tqdm
+    from mr2_core.progress import progress_bar
 
     say = notice or _notice
     cache = Path(cache_dir)
@@ -140,7 +140,9 @@ def run_sweep(
     todo.sort(key=lambda s: -_cost(s))
     computed: list[str] = []
     held: dict[str, FileLock] = {}
-    bar = tqdm(total=len(unique), initial=len(done), desc="sims sweep", unit="setting", disable=not progress)
+    bar = progress_bar(
+        total=len(unique), initial=len(done), desc="sims sweep", unit="setting", progress=progress
+    )
 
     def claim(candidates: Iterable[Setting], busy: dict[str, Setting]) -> Iterator[Setting]:
         """The candidates this process locks, lazily (just before each is computed); those another

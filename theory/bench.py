@@ -86,8 +86,7 @@ def agreement(
     instances_per_size: int, seed: int, sizes: tuple[int, ...] = AGREEMENT_SIZES
 ) -> list[dict[str, Any]]:
     """Max relative error of the closed form vs SciPy over random instances, per method."""
-    from tqdm.auto import tqdm
-
+    from mr2_core.progress import progress_bar
     from theory.margins import optimal_margins
     from theory.reference import scipy_optimal_margins
 
@@ -95,7 +94,7 @@ def agreement(
     worst = {"softmax": 0.0, "slsqp": 0.0}
     count = {"softmax": 0, "slsqp": 0}
     jobs = [K for K in sizes for _ in range(instances_per_size)]
-    for K in tqdm(jobs, desc="scipy agreement", leave=False):
+    for K in progress_bar(jobs, desc="scipy agreement", leave=False):
         p = float(rng.uniform(0.25, 4.0))
         a = np.exp(rng.uniform(-6.0, 6.0, K))  # spreads over about five decades
         w = rng.uniform(0.1, 1.0, K)

@@ -45,6 +45,7 @@ FMNIST_FILES = {
 CIFAR_DIRS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
 CIFAR_ARCHIVES = {"cifar10": "cifar-10-python.tar.gz", "cifar100": "cifar-100-python.tar.gz"}
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
+FOLDER_LAYOUT = "DIR/train/<class>/<image> and DIR/test/<class>/<image>"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
@@ -95,7 +96,8 @@ def find_fashion_mnist(data_dir: str | os.PathLike | None = None) -> dict[str, P
             "data_dir",
             str(data_dir),
             f"a folder holding {', '.join(f'{s}.gz' for s in FMNIST_FILES.values())} "
-            f"(Debian puts them in {DEBIAN_FMNIST_DIR}: {FMNIST_INSTALL})",
+            f"(Debian puts them in {DEBIAN_FMNIST_DIR}: {FMNIST_INSTALL}); for your own images use "
+            f"dataset='folder' (--set dataset=folder) with {FOLDER_LAYOUT}",
         )
     tried = []
     fixes = {}  # root -> how to mend an incomplete copy in it
@@ -276,7 +278,7 @@ def _read_folder_split(split_dir: Path, class_names: tuple[str, ...], channels: 
         from PIL import Image
     except ImportError:
         raise ValueError("the folder dataset needs Pillow: pip install Pillow") from None
-    from tqdm.auto import tqdm
+    from mr2_core.progress import progress_bar
 
     files, labels = [], []
     for k, cls in enumerate(class_names):
@@ -295,7 +297,7 @@ def _read_folder_split(split_dir: Path, class_names: tuple[str, ...], channels: 
         raise ValueError(f"{split_dir}: no images ({', '.join(IMAGE_SUFFIXES)}) in its class folders")
     mode = "L" if channels == 1 else "RGB"
     images = []
-    for path in tqdm(files, desc=f"reading {split_dir.name}", leave=False):  # I/O: one file at a time
+    for path in progress_bar(files, desc=f"reading {split_dir.name}", leave=False):  # I/O: one file at a time
         try:
             with Image.open(path) as img:
                 img = img.convert(mode)
@@ -343,6 +345,9 @@ def load_arrays(
     if name == "fashion-mnist":
         return _load_fashion_mnist(data_dir)
     if name == "digits":
+        if data_dir is not None:  # refuse: it would train on digits while config.json names the folder
+            raise bad("data_dir", data_dir, "None with dataset='digits' (scikit-learn's copy: no folder is "
+                      f"read); for your own images add --set dataset=folder ({FOLDER_LAYOUT})")  # fmt: skip
         return _load_digits()
     if name in CIFAR_DIRS:
         return _load_cifar(name, data_dir)

@@ -24,6 +24,7 @@ through ``cross_entropy(weight=...)``, i.e. a weighted mean sum_i w_{y_i} l_i / 
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -110,9 +111,13 @@ def _head_weight(head: Any) -> Tensor:
 class LDAMLoss(LossBase):
     """LDAM(-DRW).
 
+    The per-class margins m_k (K,) float64 are the buffer ``margins``; after each call ``last`` holds
+    the loss and the margins (``margins``, ``margin_min``, ``margin_max``), as ``MR2Loss`` reports its own.
+
     Args:
         num_classes: K >= 2.
-        class_counts: (K,) training examples per class; None means balanced (all margins = max_m).
+        class_counts: (K,) training examples per class; None means balanced (all margins = max_m, the
+            LDAM authors' behaviour on balanced data), with a warning: on imbalanced data pass the counts.
         max_m: the largest margin (0.5 in LDAM).
         s: logit scale; None means 30 (LDAM's value for cosine logits) when ``normalize=True`` and
             1 otherwise. With a :class:`NormedLinear` head and ``normalize=False``, pass ``s=30``.
@@ -140,6 +145,14 @@ class LDAMLoss(LossBase):
     ) -> None:
         super().__init__(num_classes, check_values=check_values, check_every=check_every)
         K = self.num_classes
+        if class_counts is None:  # legitimate on balanced data, a silent mistake on imbalanced data
+            warnings.warn(
+                f"LDAMLoss: class_counts=None gives all {K} classes the same margin max_m={max_m} (LDAM on "
+                "balanced data); pass class_counts, the (K,) training examples per class, for LDAM's "
+                "n_k^(-1/4) margins",
+                UserWarning,
+                stacklevel=2,
+            )
         counts = (
             torch.ones(K, dtype=torch.float64)
             if class_counts is None
@@ -189,7 +202,9 @@ class LDAMLoss(LossBase):
         # All-ones weights before DRW give the plain mean; always passing them avoids reading the
         # drw_active flag back from the device every step.
         loss = F.cross_entropy(self.s * z, targets, weight=self.class_weights.to(z.dtype))
-        self.last = {"loss": loss.detach()}
+        # the margins, as MR2Loss reports its own: the training log records their range
+        m = self.margins
+        self.last = {"loss": loss.detach(), "margins": m, "margin_min": m.min(), "margin_max": m.max()}
         return loss
 
     def extra_repr(self) -> str:

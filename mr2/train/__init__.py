@@ -11,6 +11,9 @@
   and its final metrics;
 * ``mr2.train.loop``: one run (``train_run``): epochs (``train_epoch``), selection, checkpoints, metrics;
 * ``mr2.train.study``: every run of a preset (``run_study``), in one process or a pool.
+* ``mr2.train.custom``: your own ``Dataset``s and ``nn.Module`` with the toolkit's losses
+  (``train_model``), into a run folder ``mr2 report`` reads;
+* ``mr2.train.run_metrics``: the ``metrics.json`` of your own loop (``write_run_metrics``).
 """
 
 from mr2.train.config import (
@@ -22,8 +25,10 @@ from mr2.train.config import (
     apply_overrides,
     validate_config,
 )
+from mr2.train.custom import train_model
 from mr2.train.loop import CHECKPOINT_VERSION, TrainingDiverged, train_run
 from mr2.train.presets import ALL_LOSSES, PRESETS, Preset, get_preset
+from mr2.train.run_metrics import run_metrics, write_run_metrics
 from mr2.train.runtime import is_main_process
 from mr2.train.study import run_dir_for, run_study
 
@@ -35,6 +40,9 @@ __all__ = [
     "TrainingDiverged",
     "get_preset",
     "train_run",
+    "train_model",
+    "run_metrics",
+    "write_run_metrics",
     "run_study",
     "run_dir_for",
     "apply_overrides",

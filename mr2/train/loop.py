@@ -33,6 +33,7 @@ import torch
 
 from mr2_core.checks import bad
 from mr2_core.io import write_json
+from mr2_core.progress import log_line, progress_bar
 from mr2.train.config import TrainConfig
 from mr2.train.fast import EpochFeed, configure_value_checks, training_net
 from mr2.train.rundir import RunPaths, check_resume_overwrite, existing_result, run_lock
@@ -70,8 +71,6 @@ def _diverged(s: Session, epoch: int, step: int, what: str) -> TrainingDiverged:
 
 def train_epoch(s: Session, epoch: int, show: bool = False) -> dict[str, Any]:
     """One pass over the training split; returns the epoch's training numbers for the log."""
-    from tqdm.auto import tqdm
-
     cfg, k = s.cfg, s.num_classes
     s.loss_fn.on_epoch_start(epoch)
     if cfg.difficulty_from_val and hasattr(s.loss_fn, "set_class_accuracy") and s.log_rows:
@@ -84,8 +83,8 @@ def train_epoch(s: Session, epoch: int, show: bool = False) -> dict[str, Any]:
     loss_sum = torch.zeros((), device=s.device, dtype=torch.float64)
     checked_sum, checked_step = 0.0, 0
     n_correct, n_seen = torch.zeros((), device=s.device, dtype=torch.long), 0
-    bar = tqdm(
-        batches, desc=f"{cfg.run_name} s{cfg.seed} ep {epoch + 1}/{cfg.epochs}", disable=not show, leave=False
+    bar = progress_bar(
+        batches, progress=show, desc=f"{cfg.run_name} s{cfg.seed} ep {epoch + 1}/{cfg.epochs}", leave=False
     )
     lr = cfg.lr
     autocast = {"dtype": s.amp_dtype, "enabled": s.amp_dtype is not None}
@@ -216,7 +215,8 @@ def train_run(
         resume: continue an unfinished run from its checkpoint (the config must match, except
             ``RESUME_FREE_FIELDS``). Without it an unfinished run directory is an error.
         overwrite: discard whatever ``run_dir`` holds and start again.
-        progress: show tqdm bars (rank 0 only).
+        progress: report progress (rank 0 only): a bar on a terminal (``mr2_core.progress``) and a
+            line per epoch.
         epoch_budget: train at most this many epochs in this call, then return None with the
             checkpoint saved (for time-sliced runs; an interrupted run behaves the same).
         feature_cache: a frozen backbone's features of the training and validation images are
@@ -280,9 +280,7 @@ def _train_locked(
         if s.dist.main:
             save_checkpoint(s, epoch)
         if show:
-            from tqdm.auto import tqdm
-
-            tqdm.write(
+            log_line(
                 f"[{cfg.study}/{cfg.run_name}/seed{cfg.seed}] epoch {epoch + 1}/{cfg.epochs}: "
                 f"loss {train['train_loss']:.4f}, val acc {val['accuracy']:.4f}, "
                 f"worst {val['worst_class_accuracy']:.4f}, {s.elapsed:.0f}s"

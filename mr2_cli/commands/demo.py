@@ -1,4 +1,4 @@
-"""``mr2 demo [--out DIR]``: the whole story on a fresh machine in a few minutes.
+"""``mr2 demo [--quick] [--out DIR]``: the whole story on a fresh machine in a few minutes.
 
 It runs, in order and each through its own pillar's command (nothing is re-implemented here):
 
@@ -23,9 +23,13 @@ DEFAULT_OUT = "results/demo"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"folder for everything (default {DEFAULT_OUT})")
     parser.add_argument(
-        "--tiny",
+        "--quick",
         action="store_true",
         help="smallest settings (scikit-learn digits, quick sims): a check that every step runs, in ~1-2 min",
+    )
+    parser.add_argument("--tiny", dest="quick", action="store_true", help=argparse.SUPPRESS)  # old spelling
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no progress bars in any step (the step lines stay)"
     )
 
 
@@ -34,4 +38,4 @@ def run(args: argparse.Namespace) -> int:
     from mr2_core.io import check_writable_dir
 
     check_writable_dir(args.out, "--out")
-    return run_demo(args.out, tiny=args.tiny)
+    return run_demo(args.out, tiny=args.quick)

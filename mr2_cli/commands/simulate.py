@@ -17,7 +17,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", required=True, choices=SIMS_PRESETS, help="which experiment(s)")
     parser.add_argument("--quick", action="store_true", help="a small grid (under a minute on 2 cores)")
     parser.add_argument("--out", default="results/sims", help="output folder (default: results/sims)")
-    parser.add_argument("--jobs", type=int, default=2, help="parallel workers (default 2)")
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="parallel workers, one process each (default 1, as every --jobs)"
+    )
     parser.add_argument(
         "--backend",
         default="loky",
@@ -25,7 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="joblib backend; dask runs on the cluster named by --scheduler (or a local one)",
     )
     parser.add_argument("--scheduler", default=None, help="dask scheduler address, e.g. tcp://host:8786")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no progress bar (one is only drawn on a terminal)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
