@@ -34,9 +34,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="discard existing runs and train them again")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument(
-        "--jobs", type=int, default=1, help="runs trained at once, one process each (default 1)"
+        "--jobs",
+        type=int,
+        help="runs trained at once, one process each (default 1); with --backend dask and no --scheduler, "
+        "the workers of the local cluster (default: one per core)",
     )
     parser.add_argument("--threads", type=int, help="torch threads per run (default: cores / jobs)")
+    parser.add_argument(
+        "--backend",
+        default="loky",
+        choices=("loky", "dask"),
+        help="loky: local processes (default); dask: each run is a task on the cluster named by "
+        "--scheduler (or a local one); the study folder must be shared (docs/cluster.md)",
+    )
+    parser.add_argument("--scheduler", help="dask scheduler address, e.g. tcp://host:8786")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,7 +57,10 @@ def run(args: argparse.Namespace) -> int:
     from mr2_core.io import check_writable_dir
 
     if args.preset and not args.list:  # cheap checks first: before torch is imported and data loaded
-        check_int("--jobs", args.jobs, 1)
+        if args.jobs is not None:
+            check_int("--jobs", args.jobs, 1)
+        if args.scheduler is not None and args.backend != "dask":
+            raise ValueError(f"--scheduler={args.scheduler!r}: expected only with --backend dask")
         if args.threads is not None:
             check_int("--threads", args.threads, 1)
         check_writable_dir(args.out, "--out")
@@ -71,11 +85,15 @@ def run(args: argparse.Namespace) -> int:
         overrides["data_dir"] = args.data_dir
     if args.device is not None:
         overrides["device"] = args.device
+    import os
+
+    local_cluster = args.backend == "dask" and not args.scheduler
+    jobs = args.jobs or ((os.cpu_count() or 1) if local_cluster else 1)
     t0 = time.perf_counter()
     records = run_study(
         preset, runs=args.out, losses=args.loss, seeds=args.seeds, overrides=overrides, study=args.study,
-        resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress, jobs=args.jobs,
-        threads=args.threads,
+        resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress, jobs=jobs,
+        threads=args.threads, backend=args.backend, scheduler=args.scheduler,
     )  # fmt: skip
     wall = time.perf_counter() - t0
     failed = [r for r in records if r["status"] == "diverged"]
