@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
+from collections.abc import Sequence
+from typing import Any
 
 HELP = "train a preset's studies (mr2 train --list) over methods and seeds; finished runs are skipped"
 INTERRUPTED = (
@@ -53,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import time
 
-    from mr2_core.checks import bad, check_int
+    from mr2_core.checks import check_int
     from mr2_core.io import check_writable_dir
 
     if args.preset and not args.list:  # cheap checks first: before torch is imported and data loaded
@@ -72,27 +75,13 @@ def run(args: argparse.Namespace) -> int:
                 f"{p.name:14s} {p.description}\n{'':14s} losses {','.join(p.losses)}; seeds {list(p.seeds)}"
             )
         return 0 if args.list else 2
-    preset = get_preset(args.preset)
-    overrides: dict[str, str | int] = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise bad("--set", item, "KEY=VALUE")
-        overrides[key.strip()] = value.strip()
-    if args.epochs is not None:
-        overrides["epochs"] = args.epochs
-    if args.data_dir is not None:
-        overrides["data_dir"] = args.data_dir
-    if args.device is not None:
-        overrides["device"] = args.device
-    import os
-
+    study = study_arguments(args)
+    study["preset"] = get_preset(study["preset"])
     local_cluster = args.backend == "dask" and not args.scheduler
     jobs = args.jobs or ((os.cpu_count() or 1) if local_cluster else 1)
     t0 = time.perf_counter()
     records = run_study(
-        preset, runs=args.out, losses=args.loss, seeds=args.seeds, overrides=overrides, study=args.study,
-        resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress, jobs=jobs,
+        **study, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress, jobs=jobs,
         threads=args.threads, backend=args.backend, scheduler=args.scheduler,
     )  # fmt: skip
     wall = time.perf_counter() - t0
@@ -113,3 +102,50 @@ def run(args: argparse.Namespace) -> int:
     for r in busy:
         print(f"skipped, busy: {r['error']}; run again once it has finished to read its result")
     return 1 if failed or busy else 0
+
+
+def study_arguments(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``mr2.train.run_study`` arguments that say which runs the flags ask for (preset, runs,
+    losses, seeds, overrides, study); ``command_line`` is the inverse."""
+    from mr2_core.checks import bad
+
+    overrides: dict[str, Any] = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise bad("--set", item, "KEY=VALUE")
+        overrides[key.strip()] = value.strip()
+    for key, value in (("epochs", args.epochs), ("data_dir", args.data_dir), ("device", args.device)):
+        if value is not None:
+            overrides[key] = value
+    return {
+        "preset": args.preset,
+        "runs": args.out,
+        "losses": args.loss,
+        "seeds": args.seeds,
+        "overrides": overrides,
+        "study": args.study,
+    }
+
+
+def command_line(
+    *,
+    preset: str,
+    runs: str | os.PathLike,
+    losses: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
+    overrides: dict[str, Any] | None = None,
+    study: str | None = None,
+) -> list[str]:
+    """The ``mr2 train`` arguments for these ``run_study`` arguments (e.g. a figure plan's
+    ``study_kwargs``): the one place outside the parser that knows the flags."""
+    argv = ["train", "--preset", preset, "--out", str(runs)]
+    if study is not None:
+        argv += ["--study", study]
+    if losses:
+        argv += ["--loss", *losses]
+    if seeds is not None:
+        argv += ["--seeds", *map(str, seeds)]
+    for key, value in (overrides or {}).items():
+        argv += ["--set", f"{key}={value}"]
+    return argv
