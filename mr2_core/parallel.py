@@ -20,6 +20,7 @@ and cancels the dask tasks that have not run.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -134,4 +135,12 @@ def dask_client(scheduler: str | None, n_workers: int = 2) -> Iterator[Any]:
     finally:
         client.close()
         if cluster is not None:
-            cluster.close()
+            # a local worker still busy in torch when the cluster closes is killed after 4 s, and its
+            # nanny logs a warning for each: expected here, not worth a user's attention
+            nanny = logging.getLogger("distributed.nanny")
+            level = nanny.level
+            nanny.setLevel(logging.ERROR)
+            try:
+                cluster.close()
+            finally:
+                nanny.setLevel(level)

@@ -132,6 +132,8 @@ def run_study(
     if scheduler is not None and backend != "dask":
         raise bad("scheduler", scheduler, "None unless backend='dask'")
     check_writable_dir(runs, "runs")  # before any data is loaded
+    if backend == "dask":  # workers have their own working folders: name the shared one in full
+        runs = Path(runs).absolute()
     if jobs > 1 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise bad("jobs", jobs, "1 under torchrun (the ranks train each run together)")
     configs = []
@@ -187,7 +189,8 @@ def _run_on_dask(
             for line in dict.fromkeys(notices):
                 print(f"[dask] {line}", flush=True)
             n_workers = len(client.scheduler_info(n_workers=-1)["workers"])
-            print(f"[dask] sending {len(configs)} runs to {client.scheduler.address} ({n_workers} workers)")
+            where = f"{client.scheduler.address} ({n_workers} workers)"
+            print(f"[dask] sending {len(configs)} runs to {where}", flush=True)
         # a run that is not there yet resumes from its own checkpoint when its task is retried (its
         # worker died mid-run); one left unfinished before this send needs ``resume``, as locally
         tasks = [RunTask(cfg, d, resume or not Path(d).exists(), overwrite, threads) for cfg, d in configs]

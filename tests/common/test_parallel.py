@@ -140,3 +140,13 @@ def test_check_cluster_passes_and_refuses(tmp_path):
         ValueError, match=r"^runs=.*storage every Dask worker sees and locks; w1 does not see"
     ):
         check_cluster(_FakeClient(two, answer="does not see it"), folder, None)
+
+
+def test_a_study_names_a_bad_backend_or_a_stray_scheduler(tmp_path):
+    from mr2.train import run_study
+
+    with pytest.raises(ValueError, match="^backend='spark': expected one of"):
+        run_study("digits-smoke", runs=tmp_path, backend="spark", progress=False)
+    with pytest.raises(ValueError, match="^scheduler='tcp://h:1': expected None unless backend='dask'"):
+        run_study("digits-smoke", runs=tmp_path, scheduler="tcp://h:1", progress=False)
+    assert not any(tmp_path.iterdir())  # refused before any run started

@@ -31,8 +31,8 @@ ENV = {
     "OMP_NUM_THREADS": "1",
     "TQDM_DISABLE": "1",
 }
-START_TIMEOUT_S = 90  # scheduler and workers up (imports on a busy 2-core box)
-SEND_TIMEOUT_S = 240  # one `mr2 train` send
+START_TIMEOUT_S = 180  # scheduler and workers up (imports on a busy 2-core box)
+SEND_TIMEOUT_S = 600  # one `mr2 train` send (2-3 min seen on the 2-core box at load 20)
 # metrics.json fields that record when and with which code a run was made, not what it computed
 NOT_COMPUTED = {"train_time_s", "code_version"}
 STUDY = ["--preset", "digits-smoke", "--seeds", "0", "1", "--threads", "1"]  # progress lines on stdout
@@ -106,7 +106,8 @@ def cluster(tmp_path_factory):
 
 
 def _send(address: str, out: Path, *extra: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "mr2", "train", *STUDY, "--out", str(out), "--backend", "dask",
+    # --out relative to the submitting process (the workers run elsewhere): the study names it in full
+    cmd = [sys.executable, "-m", "mr2", "train", *STUDY, "--out", out.name, "--backend", "dask",
            "--scheduler", address, *extra]  # fmt: skip
     return subprocess.run(
         cmd, cwd=out.parent, env=ENV, capture_output=True, text=True, timeout=SEND_TIMEOUT_S
