@@ -62,6 +62,7 @@ def _run(step: Step) -> None:
 
 def plan_steps(out: Path, *, tiny: bool) -> tuple[list[Step], str]:
     """The demo's steps for ``out``, and the training study's folder name."""
+    from mr2_cli.commands.train import command_line as train_command
     from paper_figs.data import QUICK_BENCH_ARGS
     from paper_figs.plans import choose_plan
 
@@ -72,7 +73,8 @@ def plan_steps(out: Path, *, tiny: bool) -> tuple[list[Step], str]:
         Step("simulate", ["simulate", "--preset", "all", "--quick", "--jobs", str(SIMS_JOBS), "--out",
                           str(out / "sims")],
              ["sims/summary.md", "sims/margin_vs_variance.csv", "sims/bound_vs_gap.csv"]),
-        Step(f"train ({plan.dataset})", plan.argv(out / "runs"), [f"runs/{plan.study}"]),
+        Step(f"train ({plan.dataset})", train_command(**plan.study_kwargs(out / "runs")),
+             [f"runs/{plan.study}"]),
         Step("report", ["report", str(study), "--out", str(out / "report")], ["report/report.md"]),
         Step("bench loss", ["bench", "loss", *QUICK_BENCH_ARGS, "--out", str(out / "bench")],
              ["bench/loss_bench.csv"]),

@@ -44,8 +44,8 @@ SIMS_JOBS = 2  # workers of a sims preset made for the figures (as `mr2 simulate
 
 
 def make_missing(ctx: FigureContext, command: str, make: Any) -> None:
-    """Run ``make()`` (a library call) to produce missing data; record ``command`` (the equivalent
-    ``mr2`` command line) in ``ctx.produced`` for the figure index."""
+    """Run ``make()`` (a library call) to produce missing data; record ``command`` (that call, or the
+    equivalent ``mr2`` command line) in ``ctx.produced`` for the figure index."""
     print(f"[figures] missing data: running {command}", flush=True)
     make()
     ctx.produced.append(command)
@@ -156,8 +156,7 @@ def train_missing(ctx: FigureContext, losses: tuple[str, ...]) -> Path:
     )
     runs = ctx.results / "runs"
     made: list[Path] = []
-    command = "mr2 " + shlex.join(plan.argv(runs, losses))
-    make_missing(ctx, command, lambda: made.append(plan.run(runs, losses)))
+    make_missing(ctx, plan.describe(runs, losses), lambda: made.append(plan.run(runs, losses)))
     return made[0]
 
 
@@ -178,6 +177,6 @@ def probe_study(ctx: FigureContext) -> Path:
     )
     runs = ctx.results / "runs"
     made: list[Path] = []
-    make_missing(ctx, "mr2 " + shlex.join(plan.argv(runs)), lambda: made.append(plan.run(runs)))
+    make_missing(ctx, plan.describe(runs), lambda: made.append(plan.run(runs)))
     ctx.cache["probe"] = made[0]
     return made[0]

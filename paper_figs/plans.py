@@ -10,8 +10,10 @@ Three plans, all CE against MR2 on the same seeds (figures 1 and 2 pair them):
 When Fashion-MNIST is not installed, ``full`` and ``quick`` fall back to the digits plan with a notice
 (the training pillar's own error names the install command).
 
-A plan runs through the training library (``TrainingPlan.run``), never through command-line strings;
-``TrainingPlan.argv`` gives the equivalent ``mr2 train`` command for the figure index and the demo.
+A plan is the keyword arguments of one ``mr2.train.run_study`` call (``TrainingPlan.study_kwargs``):
+``TrainingPlan.run`` makes it, ``TrainingPlan.describe`` writes that call for the figure index. The
+figures never build command lines: mapping a call to ``mr2 train`` flags is the command line's own job
+(``mr2_cli.commands.train.command_line``, used by the demo).
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from mr2_core.checks import bad
 from mr2.train.presets import PROBE_METHODS
+from mr2_core.checks import bad
 
 PROBE_LOSSES = tuple(PROBE_METHODS)
 
@@ -38,7 +41,7 @@ __all__ = [
 
 @dataclass(frozen=True)
 class TrainingPlan:
-    """Arguments of one ``mr2 train`` call; runs land in ``RUNS/<study>/<loss>/seed<k>``."""
+    """Arguments of one ``run_study`` call; runs land in ``RUNS/<study>/<loss>/seed<k>``."""
 
     name: str
     preset: str  # a preset of mr2.train
@@ -46,18 +49,28 @@ class TrainingPlan:
     dataset: str  # what the preset trains on (for notices)
     losses: tuple[str, ...] = ("ce", "mr2")
     seeds: tuple[int, ...] = (0, 1, 2)
-    overrides: dict[str, str] = field(default_factory=dict)  # --set KEY=VALUE
-    epochs: int | None = None  # --epochs; None: the preset's
+    overrides: dict[str, str] = field(default_factory=dict)  # config fields (mr2.train.apply_overrides)
+    epochs: int | None = None  # None: the preset's
 
-    def argv(self, runs: str | Path, losses: tuple[str, ...] | None = None) -> list[str]:
-        """``mr2 train`` arguments that make (or skip, when finished) every run of the plan."""
-        args = ["train", "--preset", self.preset, "--study", self.study, "--out", str(runs)]
-        args += ["--loss", *(losses or self.losses), "--seeds", *map(str, self.seeds)]
+    def study_kwargs(self, runs: str | Path, losses: tuple[str, ...] | None = None) -> dict[str, Any]:
+        """The keyword arguments of ``mr2.train.run_study`` that make (or skip, when finished) every
+        run of the plan under ``runs`` (``losses``: a subset of the plan's)."""
+        overrides: dict[str, Any] = dict(self.overrides)
         if self.epochs is not None:
-            args += ["--epochs", str(self.epochs)]
-        for key, value in self.overrides.items():
-            args += ["--set", f"{key}={value}"]
-        return args
+            overrides["epochs"] = self.epochs
+        return {
+            "preset": self.preset,
+            "runs": str(runs),
+            "losses": tuple(losses or self.losses),
+            "seeds": self.seeds,
+            "overrides": overrides,
+            "study": self.study,
+        }
+
+    def describe(self, runs: str | Path, losses: tuple[str, ...] | None = None) -> str:
+        """The library call ``run`` makes, as text for the figure index."""
+        args = ", ".join(f"{k}={v!r}" for k, v in self.study_kwargs(runs, losses).items())
+        return f"mr2.train.run_study({args})"
 
     def run(self, runs: str | Path, losses: tuple[str, ...] | None = None, *, progress: bool = True) -> Path:
         """Make (or skip, when finished) every run of the plan under ``runs``; the study folder.
@@ -66,13 +79,7 @@ class TrainingPlan:
         """
         from mr2.train import run_study
 
-        overrides = dict(self.overrides)
-        if self.epochs is not None:
-            overrides["epochs"] = self.epochs
-        records = run_study(
-            self.preset, runs=runs, losses=losses or self.losses, seeds=self.seeds, overrides=overrides,
-            study=self.study, progress=progress,
-        )  # fmt: skip
+        records = run_study(**self.study_kwargs(runs, losses), progress=progress)
         failed = [r for r in records if r["status"] == "diverged"]
         if failed:
             raise RuntimeError("; ".join(f"{r['run_dir']} diverged: {r['error']}" for r in failed))

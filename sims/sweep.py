@@ -11,9 +11,10 @@ Two sweeps on the same cache share the work: a process locks each setting (``CAC
 the end waits for those and reads their results (computing them itself when that process died).
 An interrupted sweep (Ctrl-C, SIGTERM through ``mr2``) stops its worker processes.
 
-Backends (joblib): ``loky`` (local processes, the default), ``sequential`` (in process), or ``dask``
-(joblib's dask backend on the ``distributed.Client`` the caller has opened, e.g. on a cluster;
-results still come back to this process, which writes the cache, so workers need no shared disk).
+Backends (``mr2_core.parallel``, joblib): ``loky`` (local processes, the default; they die with the
+sweep, even a SIGKILLed one), ``sequential`` (in process), or ``dask`` (the ``distributed.Client`` the
+caller has opened, e.g. on a cluster; results still come back to this process, which writes the
+cache, so workers need no shared disk).
 """
 
 from __future__ import annotations
@@ -29,12 +30,11 @@ from pathlib import Path
 from mr2_core.checks import bad
 from mr2_core.io import atomic_open, clean_tmp
 from mr2_core.locks import FileLock, lock_owner, try_lock
+from mr2_core.parallel import BACKENDS, run_tasks
 from sims.config import Setting
 from sims.search import SettingResult, run_setting
 
 __all__ = ["SweepResult", "run_sweep", "BACKENDS", "cache_path", "lock_path"]
-
-BACKENDS = ("loky", "sequential", "dask")
 
 
 @dataclass
@@ -201,21 +201,11 @@ def _compute(
     threads: int,
     store: Callable[[SettingResult], None],
 ) -> None:
-    """Run ``_task`` on each setting (consumed lazily) and ``store`` each result as it arrives."""
-    from joblib import Parallel, delayed, parallel_config
+    """Run ``_task`` on each setting (consumed lazily) and ``store`` each result as it arrives
+    (``mr2_core.parallel``: loky workers die with this process, even when it is SIGKILLed)."""
+    from functools import partial
 
-    if backend == "sequential" or (backend == "loky" and n_jobs == 1):
-        for s in settings:
-            store(_task(s, threads))
-        return
-    with parallel_config(backend=backend, n_jobs=n_jobs):
-        stream = Parallel(return_as="generator_unordered")(delayed(_task)(s, threads) for s in settings)
-        try:
-            for res in stream:
-                store(res)
-        finally:
-            # on Ctrl-C or SIGTERM, closing the generator makes joblib abort: it kills its workers
-            stream.close()
+    run_tasks(partial(_task, threads=threads), settings, store, backend=backend, n_jobs=n_jobs)
 
 
 def _store(cache: Path, res: SettingResult, done: dict, computed: list, bar, on_result) -> None:

@@ -555,7 +555,7 @@ def test_sigkill_of_a_study_takes_its_workers_with_it(tmp_path):
         deadline = time.monotonic() + 120
         workers: list = []
         while time.monotonic() < deadline and len(workers) < 2:
-            workers = [c for c in parent.children() if "spawn_main" in " ".join(c.cmdline())]
+            workers = [c for c in parent.children() if "popen_loky" in " ".join(c.cmdline())]
             time.sleep(0.2)
         assert len(workers) >= 2, "the training workers never started"
         time.sleep(2.0)  # past their initialiser

@@ -41,15 +41,9 @@ def run(args: argparse.Namespace) -> int:
     from sims.simulate import run_preset
 
     if args.backend == "dask":
-        from distributed import Client, LocalCluster
+        from mr2_core.parallel import dask_client
 
-        if args.scheduler:
-            client = Client(args.scheduler)
-            cluster = None
-        else:
-            cluster = LocalCluster(n_workers=args.jobs, threads_per_worker=1)
-            client = Client(cluster)
-        try:
+        with dask_client(args.scheduler, n_workers=args.jobs):  # a local cluster without --scheduler
             run_preset(
                 args.preset,
                 args.out,
@@ -58,10 +52,6 @@ def run(args: argparse.Namespace) -> int:
                 backend="dask",
                 progress=not args.no_progress,
             )
-        finally:
-            client.close()
-            if cluster is not None:
-                cluster.close()
         return 0
     if args.scheduler:
         raise ValueError(f"--scheduler={args.scheduler!r}: expected only with --backend dask")

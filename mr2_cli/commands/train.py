@@ -8,6 +8,9 @@ backbone the preset starts from (``init_checkpoint="@<preset>/..."``) is still m
 from __future__ import annotations
 
 import argparse
+import os
+from collections.abc import Sequence
+from typing import Any
 
 from mr2_core.contracts import LOSSES
 
@@ -75,9 +78,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "the per-epoch lines stay",
     )
     parser.add_argument(
-        "--jobs", type=int, default=1, help="runs trained at once, one process each (default 1)"
+        "--jobs",
+        type=int,
+        default=1,
+        help="runs trained at once, one process each (default 1); with --backend dask and no --scheduler, "
+        "the workers of the local cluster",
     )
     parser.add_argument("--threads", type=int, help="torch threads per run (default: cores / jobs)")
+    parser.add_argument(
+        "--backend",
+        default="loky",
+        choices=("loky", "dask"),
+        help="loky: local processes (default); dask: each run is a task on the cluster named by "
+        "--scheduler (or a local one); the study folder must be shared (docs/cluster.md)",
+    )
+    parser.add_argument("--scheduler", help="dask scheduler address, e.g. tcp://host:8786")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -96,6 +111,8 @@ def run(args: argparse.Namespace) -> int:
                 "the name of a study to run (mr2 train --list shows them; --quick runs a smoke study)",
             )
         check_workers(args.jobs, args.threads, prefix="--")
+        if args.scheduler is not None and args.backend != "dask":
+            raise bad("--scheduler", args.scheduler, "only with --backend dask")
         check_writable_dir(args.out, "--out")
     from mr2.train import PRESETS, get_preset, is_main_process, run_study
 
@@ -106,24 +123,14 @@ def run(args: argparse.Namespace) -> int:
     if args.quick:
         _shrink(preset, args)
     # --set values stay text, parsed once against each field's (or loss option's) declared type by
-    # apply_overrides; the typed flags below are passed as values, not as text to parse back
-    overrides: dict[str, str | int] = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise bad("--set", item, "KEY=VALUE")
-        overrides[key.strip()] = value.strip()
-    if args.epochs is not None:
-        overrides["epochs"] = args.epochs
-    if args.data_dir is not None:
-        overrides["data_dir"] = args.data_dir
-    if args.device is not None:
-        overrides["device"] = args.device
+    # apply_overrides; the typed flags are passed as values, not as text to parse back
+    study = study_arguments(args)
+    study["preset"] = preset
+    jobs = args.jobs
     t0 = time.perf_counter()
     records = run_study(
-        preset, runs=args.out, losses=args.loss, seeds=args.seeds, overrides=overrides, study=args.study,
-        resume=args.resume, overwrite=args.overwrite, progress=True, jobs=args.jobs,
-        threads=args.threads,
+        **study, resume=args.resume, overwrite=args.overwrite, progress=True, jobs=jobs,
+        threads=args.threads, backend=args.backend, scheduler=args.scheduler,
     )  # fmt: skip
     wall = time.perf_counter() - t0
     failed = [r for r in records if r["status"] == "diverged"]
@@ -183,3 +190,50 @@ def _ranges(values: list[int]) -> str:
             parts.append(str(start) if start == v else f"{start}-{v}")
             start = None
     return ", ".join(parts) or "-"
+
+
+def study_arguments(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``mr2.train.run_study`` arguments that say which runs the flags ask for (preset, runs,
+    losses, seeds, overrides, study); ``command_line`` is the inverse."""
+    from mr2_core.checks import bad
+
+    overrides: dict[str, Any] = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise bad("--set", item, "KEY=VALUE")
+        overrides[key.strip()] = value.strip()
+    for key, value in (("epochs", args.epochs), ("data_dir", args.data_dir), ("device", args.device)):
+        if value is not None:
+            overrides[key] = value
+    return {
+        "preset": args.preset,
+        "runs": args.out,
+        "losses": args.loss,
+        "seeds": args.seeds,
+        "overrides": overrides,
+        "study": args.study,
+    }
+
+
+def command_line(
+    *,
+    preset: str,
+    runs: str | os.PathLike,
+    losses: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
+    overrides: dict[str, Any] | None = None,
+    study: str | None = None,
+) -> list[str]:
+    """The ``mr2 train`` arguments for these ``run_study`` arguments (e.g. a figure plan's
+    ``study_kwargs``): the one place outside the parser that knows the flags."""
+    argv = ["train", "--preset", preset, "--out", str(runs)]
+    if study is not None:
+        argv += ["--study", study]
+    if losses:
+        argv += ["--loss", *losses]
+    if seeds is not None:
+        argv += ["--seeds", *map(str, seeds)]
+    for key, value in (overrides or {}).items():
+        argv += ["--set", f"{key}={value}"]
+    return argv

@@ -47,7 +47,7 @@ from paper_figs.plans import choose_plan
 
 if STUDY is None:
     plan = choose_plan(PLAN)
-    print("same as: mr2", " ".join(plan.argv(RUNS)))
+    print("runs:", plan.describe(RUNS))  # the library call it makes
     STUDY = plan.run(RUNS, progress=False)
 STUDY = Path(STUDY)
 print("study:", STUDY)

@@ -160,7 +160,7 @@ from paper_figs.plans import choose_probe_plan
 
 if PROBE_STUDY is None:
     plan = choose_probe_plan(PROBE_PLAN)
-    print("same as: mr2", " ".join(plan.argv(RUNS)))
+    print("runs:", plan.describe(RUNS))  # the library call it makes
     PROBE_STUDY = plan.run(RUNS, progress=False)
 PROBE_STUDY = Path(PROBE_STUDY)
 print("probe study:", PROBE_STUDY)
