@@ -466,7 +466,8 @@ def build_report(
     n_boot: int = 2000,
 ) -> StudyReport:
     """Read a study and compute every table of its report (see :func:`summary`)."""
-    runs = load_study(study_dir)
+    runs = load_study(study_dir)  # runs of different settings split apart (mr2.study.split_settings)
+    notes = list(runs.attrs.get("notes", []))
     gen = as_generator(rng)
     table = summary(runs, baseline=baseline, ci=ci, rng=gen, n_boot=n_boot, selection=selection)
     groups = table.attrs["rule_groups"]
@@ -477,7 +478,7 @@ def build_report(
         study_dir=Path(study_dir), runs=runs, long=per_class_table(runs), table=table, corr=corr,
         baseline=baseline, ci=ci, n_boot=n_boot, rules=list(dict.fromkeys(table["selection"])),
         seed=rng if isinstance(rng, int) else None, endpoints=[m for m in METRICS if _alias(m, k) == m],
-        margins=margin_range(runs), rule_groups=groups,
+        margins=margin_range(runs), rule_groups=groups, notes=notes,
     )  # fmt: skip
 
 

@@ -116,3 +116,67 @@ def test_rules_that_select_the_same_models_give_one_table_and_one_test(tmp_path)
     assert "| bottom-10% classes |" not in text and "| worst class |" in text
     per_run = paths["per_run"].read_text().splitlines()
     assert per_run[0].startswith("selection,loss,seed,accuracy") and len(per_run) == 1 + 3 * 2 * 3
+
+
+# ------------------------------------------------------------------ runs of different settings
+def _config(root, loss, seed, **overrides):
+    cfg = {"study": root.name, "method": None, "dataset": "fashion-mnist", "loss": loss,
+           "loss_options": {}, "epochs": 1, "lr": 0.05, "seed": seed, "device": "cpu", "data_dir": None,
+           "log_every": 20}  # fmt: skip
+    cfg.update(overrides)
+    data = {"source": f"/data/{cfg['dataset']}", "n_train": 100, "n_val": 10, "n_test": 50,
+            "class_names": [f"c{i}" for i in range(K)], "class_counts": [10] * K}  # fmt: skip
+    write_json(root / loss / f"seed{seed}" / "config.json", {"config": cfg, "data": data})
+
+
+@pytest.fixture
+def mixed(tmp_path):
+    """CE at 3 seeds (epochs 1), 2 more CE seeds added with epochs 2 and lr 0.3, MR² at 3 seeds; the
+    device differs between seeds, which changes nothing."""
+    root = tmp_path / "mixed"
+    gen = np.random.default_rng(3)
+    for seed in range(5):
+        late = seed >= 3
+        acc = np.clip(np.linspace(0.6, 0.95, K) + gen.normal(0, 0.01, K), 0, 1)
+        acc = np.clip(acc - (0.3 if late else 0.0), 0, 1)  # the longer runs are far worse: pooling would show
+        _write(root, "ce", seed, acc)
+        _config(
+            root,
+            "ce",
+            seed,
+            device="cuda" if seed % 2 else "cpu",
+            **({"epochs": 2, "lr": 0.3} if late else {}),
+        )
+        if not late:
+            _write(root, "mr2", seed, np.clip(acc + 0.01, 0, 1))
+            _config(root, "mr2", seed)
+    return root
+
+
+def test_runs_of_other_settings_are_not_pooled(mixed):
+    runs = load_study(mixed)
+    assert sorted(set(runs["loss"])) == ["ce", "ce@epochs=2,lr=0.3", "mr2"]
+    assert sorted(runs.loc[runs["loss"] == "ce", "seed"]) == [0, 1, 2]  # device cpu/cuda: one setting
+    rep = build_report(mixed)
+    ce = rep.table.set_index(["loss", "metric"]).loc[("ce", "accuracy")]
+    assert ce["n_seeds"] == 3 and ce["point"] > 0.7  # the 0.3-worse runs are not averaged in
+    top = render_markdown(rep).split("## ")[0]
+    assert (
+        "**Warning.** 2 run(s) of ce (seeds [3, 4]) differ from its other 3 in epochs: 1 -> 2, "
+        "lr: 0.05 -> 0.3" in top
+    )
+    assert "reported apart as `ce@epochs=2,lr=0.3`" in top
+
+
+def test_a_run_of_other_data_is_refused(mixed):
+    _write(mixed, "mr2", 7, np.linspace(0.6, 0.95, K))
+    _config(mixed, "mr2", 7, dataset="digits")
+    with pytest.raises(ValueError, match=r"runs on the same data as the baseline's \(dataset differ\)"):
+        load_study(mixed)
+
+
+def test_runs_without_config_are_flagged(tmp_path):
+    root = tmp_path / "bare"
+    for seed in range(3):
+        _write(root, "ce", seed, np.linspace(0.6, 0.95, K) - 0.01 * seed)
+    assert "could not be checked" in load_study(root).attrs["notes"][0]
