@@ -220,8 +220,10 @@ def _setting(path: Path) -> dict[str, Any] | None:
 
 
 def _differ(a: dict, b: dict, keys: Any = None) -> list[str]:
-    keys = sorted(set(a) | set(b)) if keys is None else sorted(keys)
-    return [k for k in keys if a.get(k) != b.get(k)]
+    """The fields both settings record and that differ (a run written before a field existed does not
+    record it, and is not told apart by it)."""
+    both = set(a) & set(b) if keys is None else set(a) & set(b) & set(keys)
+    return sorted(k for k in both if a[k] != b[k])
 
 
 def _is_data(key: str) -> bool:
@@ -256,7 +258,7 @@ def split_settings(runs: pd.DataFrame, baseline: str = BASELINE_LOSS) -> tuple[p
     has = runs[~missing]
     ref_rows = has[has["loss"] == baseline] if (has["loss"] == baseline).any() else has
     ref = settings[ref_rows.sort_values("seed").index[0]]
-    data_keys = [k for k in set(ref) | {k for s in settings[~missing] for k in s} if _is_data(k)]
+    data_keys = [k for k in set(ref) if _is_data(k)]
     odd = [(i, _differ(settings[i], ref, data_keys)) for i in has.index]
     odd = [(i, d) for i, d in odd if d]
     if odd:
@@ -270,12 +272,16 @@ def split_settings(runs: pd.DataFrame, baseline: str = BASELINE_LOSS) -> tuple[p
         )  # fmt: skip
     for loss in list(dict.fromkeys(has["loss"])):
         idx = has.index[has["loss"] == loss]
-        keys: dict[str, list[int]] = {}
+        found: list[list[int]] = []  # runs whose settings agree with the group's first run
         for i in idx:
-            keys.setdefault(_canonical(settings[i]), []).append(i)
-        if len(keys) == 1:
+            grp = next((g for g in found if not _differ(settings[g[0]], settings[i])), None)
+            if grp is None:
+                found.append([i])
+            else:
+                grp.append(i)
+        if len(found) == 1:
             continue
-        groups = sorted(keys.values(), key=lambda g: (-len(g), min(runs.loc[g, "seed"])))
+        groups = sorted(found, key=lambda g: (-len(g), min(runs.loc[g, "seed"])))
         main = settings[groups[0][0]]
         for grp in groups[1:]:
             diff = _differ(settings[grp[0]], main)
@@ -288,12 +294,6 @@ def split_settings(runs: pd.DataFrame, baseline: str = BASELINE_LOSS) -> tuple[p
                 f"`{name}`."
             )
     return runs, notes
-
-
-def _canonical(setting: dict[str, Any]) -> str:
-    import json
-
-    return json.dumps(setting, sort_keys=True, default=str)
 
 
 def _top_rule(row: pd.Series) -> str:

@@ -16,7 +16,7 @@ from mr2_core.contracts import BASELINE_LOSS, CI_METHODS, SELECTION_RULES
 
 HELP = (
     "report a training study: per-class accuracy over seeds with t CIs, paired tests vs CE (Holm, MDE, "
-    "TOST) under each selection rule, plots"
+    "TOST) under each selection rule, plots; --over: one protocol over several backbones"
 )
 
 
