@@ -280,7 +280,8 @@ def interval_from_moments(
     if np.any(spread & ~inside):
         raise bad("mean", mean, f"a mean strictly inside ({lo:g}, {hi:g}) when the SD is > 0")
     g, dg, inv = _link(name, lo, hi)
-    mm = np.where(spread, m, (lo + hi) / 2.0 if math.isfinite(hi) else lo + 1.0)  # any interior value
+    interior = (lo + hi) / 2.0 if name == "logit" else (lo + 1.0 if name == "log" else hi - 1.0)
+    mm = np.where(spread, m, interior)  # SD 0 keeps the mean; any interior value avoids log(0) there
     with np.errstate(over="ignore"):
         z, half = g(mm), tq * dg(mm) * se
         low = np.where(spread, np.minimum(inv(z - half), m), m)
