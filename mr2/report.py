@@ -12,8 +12,8 @@ every paired test from ``mr2_core.stats.paired_comparison``.
   detectable effect at 80% power and the TOST equivalence bound, read as one verdict sentence.
 * :func:`spread_error_correlation`: per run, Spearman's rho between a_k = ||mu_k||² + s_k² (training
   features of the selected model) and the class's test error 1 - acc_k; the mean over seeds with its CI.
-* :func:`class_intervals`, :func:`paired_class_differences`: per-class means and paired differences
-  with CIs, for the figures (``paper_figs.study_plots`` draws them; nothing here plots).
+* :func:`class_intervals`, :func:`paired_class_differences` (from :mod:`mr2.report_classes`): per-class
+  means and paired differences with CIs, for the figures (``paper_figs.study_plots`` draws them; nothing here plots).
 * :func:`write_report`: ``report.md``, ``summary.csv``, ``correlation.csv`` (and figures through a
   callback, so this layer never imports the plotting one).
 """
@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mr2.report_classes import class_intervals, paired_class_differences
 from mr2.report_markdown import POINTS, render_markdown
 from mr2.study import load_study, per_class_table, select, selection_rules
 from mr2_core.checks import bad, check_in, check_int
@@ -93,8 +94,6 @@ _PAIRED = (
     "mde",
     "tost_bound",
 )
-# per_class_table columns -> their range, for class_intervals
-VALUE_BOUNDS = {"accuracy": UNIT, "error": UNIT, "spread": NON_NEGATIVE, "rel_spread": NON_NEGATIVE}
 # correlation.csv of `mr2 report`
 CORRELATION_COLUMNS = (
     "loss",
@@ -359,77 +358,6 @@ def spread_error_correlation(
     out = pd.DataFrame(rows, columns=CORRELATION_COLUMNS)
     out.attrs["per_run"] = pd.DataFrame(per_run, columns=["loss", "seed", "statistic", "rho"])
     return out
-
-
-def _wide(long: pd.DataFrame, loss: str, value: str) -> pd.DataFrame:
-    sub = long[long["loss"] == loss]
-    return sub.pivot(index="seed", columns="class_index", values=value).sort_index(axis=1)
-
-
-def _class_names(long: pd.DataFrame) -> pd.Series:
-    return long.drop_duplicates("class_index").set_index("class_index")["class_name"]
-
-
-def class_intervals(
-    long: pd.DataFrame,
-    *,
-    value: str = "accuracy",
-    ci: str = "t",
-    rng: int | np.random.Generator | None = None,
-    n_boot: int = 2000,
-) -> pd.DataFrame:
-    """Mean over seeds of ``value`` per (loss, class) with its CI (``interval_estimates``), inside the
-    value's range (``VALUE_BOUNDS``: [0, 1] for accuracy and error, [0, inf) for spreads).
-
-    Args:
-        long: :func:`per_class_table`'s table.
-        value: its column to summarise (``accuracy``, ``error``, ``rel_spread``, ...).
-
-    Returns:
-        ``loss, class_index, class_name, mean, ci_low, ci_high, n_seeds``; no CI below 2 seeds.
-    """
-    _check_ci(ci, n_boot)
-    scores = {loss: _wide(long, loss, value).to_numpy() for loss in dict.fromkeys(long["loss"])}
-    table = interval_estimates(scores, method=ci, rng=rng, n_boot=n_boot, key_name="loss",
-                               index_names=["class_index"], bounds=VALUE_BOUNDS.get(value))  # fmt: skip
-    table.insert(2, "class_name", _class_names(long).loc[table["class_index"]].to_numpy())
-    return table.rename(columns={"point": "mean", "n_runs": "n_seeds"})[
-        ["loss", "class_index", "class_name", "mean", "ci_low", "ci_high", "n_seeds"]
-    ]
-
-
-def paired_class_differences(
-    long: pd.DataFrame,
-    loss: str,
-    baseline: str = BASELINE_LOSS,
-    *,
-    ci: str = "t",
-    rng: int | np.random.Generator | None = None,
-    n_boot: int = 2000,
-) -> pd.DataFrame:
-    """Per-class accuracy of ``loss`` minus ``baseline`` on the seeds both have, with CIs (clipped to
-    [-1, 1]).
-
-    Returns:
-        ``class_index, class_name, diff, ci_low, ci_high, n_seeds``; no CI below 2 paired seeds.
-    """
-    _check_ci(ci, n_boot)
-    present = sorted(set(long["loss"]))
-    for name, arg in ((loss, "loss"), (baseline, "baseline")):
-        if name not in present:
-            raise bad(arg, name, f"one of the study's losses {present}")
-    a, b = _wide(long, loss, "accuracy"), _wide(long, baseline, "accuracy")
-    seeds = a.index.intersection(b.index)
-    if len(seeds) == 0:
-        raise bad("loss", loss, f"a loss with runs on seeds of {baseline!r} (none shared): cannot pair")
-    diff = a.loc[seeds].to_numpy() - b.loc[seeds].to_numpy()
-    table = interval_estimates({loss: diff}, method=ci, rng=rng, n_boot=n_boot, index_names=["class_index"],
-                               bounds=DIFFERENCE, scale="clip")  # fmt: skip
-    return pd.DataFrame({
-        "class_index": a.columns, "class_name": _class_names(long).loc[a.columns].to_numpy(),
-        "diff": table["point"].to_numpy(), "ci_low": table["ci_low"].to_numpy(),
-        "ci_high": table["ci_high"].to_numpy(), "n_seeds": len(seeds),
-    })  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------- report
