@@ -13,7 +13,7 @@ every paired test from ``mr2_core.stats.paired_comparison``.
 * :func:`spread_error_correlation`: per run, Spearman's rho between a_k = ||mu_k||² + s_k² (training
   features of the selected model) and the class's test error 1 - acc_k; the mean over seeds with its CI.
 * :func:`class_intervals`, :func:`paired_class_differences` (from :mod:`mr2.report_classes`): per-class
-  means and paired differences with CIs, for the figures (``paper_figs.study_plots`` draws them; nothing here plots).
+  means and paired differences with CIs, for the figures (``paper_figs.study_plots`` draws them).
 * :func:`write_report`: ``report.md``, ``summary.csv``, ``correlation.csv`` (and figures through a
   callback, so this layer never imports the plotting one).
 """
