@@ -12,9 +12,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mr2_core.contracts import METRIC_LABELS, MR2_LOSSES, SELECTION_LABELS, SUMMARY_METRICS
-from mr2_core.summaries import tail_size
 from mr2.study import CONFIGURED
+from mr2_core.contracts import METRIC_LABELS, SELECTION_LABELS, SUMMARY_METRICS, loss_label
+from mr2_core.stats import MIN_CLAIM_SEEDS, all_equal
+from mr2_core.summaries import tail_size
 
 __all__ = ["render_markdown", "CI_NAMES", "POINTS"]
 
@@ -29,6 +30,8 @@ def _fmt(point: float, low: float, high: float, digits: int = 4, scale: float = 
         return "-"
     if not (np.isfinite(low) and np.isfinite(high)):
         return f"{scale * point:.{digits}f} (no CI)"
+    if all_equal(point, low, high):
+        return f"{scale * point:.{digits}f} (all seeds equal: no interval)"
     return f"{scale * point:.{digits}f} [{scale * low:.{digits}f}, {scale * high:.{digits}f}]"
 
 
@@ -46,33 +49,38 @@ def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def _rule_title(rule: str) -> str:
+def _rule_name(rule: str) -> str:
     if rule == CONFIGURED:
-        return "Selected by the runs' own rule (not recorded)"
-    return f"Selected by {SELECTION_LABELS.get(rule, rule)} (`{rule}`)"
+        return "the runs' own rule (not recorded)"
+    return f"{SELECTION_LABELS.get(rule, rule)} (`{rule}`)"
 
 
-def _mr2_statement(table: pd.DataFrame, rule: str, baseline: str, endpoints: list[str]) -> list[str]:
-    out = []
-    for loss in MR2_LOSSES:
-        sub = table[(table["loss"] == loss) & (table["selection"] == rule)].set_index("metric")
-        if sub.empty:
-            continue
-        n = int(sub.loc["accuracy", "n_paired"])
-        parts = [f"{METRIC_LABELS[m]} {POINTS * sub.loc[m, 'diff']:+.2f} points: {sub.loc[m, 'verdict']}"
-                 for m in endpoints if m != "class_accuracy_std"]  # fmt: skip
-        wanted = [m for m in ("accuracy", "bottom10_accuracy", "worst_class_accuracy") if m in endpoints]
-        if n < 2:
-            answer = "undetermined (fewer than 2 paired seeds)"
-        else:
-            improves = all(sub.loc[m, "verdict"].startswith("improves") for m in wanted)
-            answer = (
-                "yes" if improves and not sub.loc["top10_accuracy", "verdict"].startswith("worsens") else "no"
-            )
-        out.append(f"- **{loss} vs {baseline}** ({n} paired seeds): " + "; ".join(parts) + ". Improves "
-                   f"{' and '.join(METRIC_LABELS[m] for m in wanted)} without lowering the top-10% "
-                   f"(Holm-adjusted): **{answer}**.")  # fmt: skip
-    return out
+def _rule_title(rules: str | list[str]) -> str:
+    rules = [rules] if isinstance(rules, str) else rules
+    same = " (the same models: one table)" if len(rules) > 1 else ""
+    return "Selected by " + " and by ".join(_rule_name(r) for r in rules) + same
+
+
+def _statement(table: pd.DataFrame, loss: str, rules: list[str], endpoints: list[str]) -> str:
+    """One bullet: ``loss`` against the baseline under ``rules`` (that selected the same models)."""
+    sub = table[(table["loss"] == loss) & (table["selection"] == rules[0])].set_index("metric")
+    title = " and ".join(SELECTION_LABELS.get(r, r) for r in rules)
+    if sub.empty:
+        return f"- {title}: no runs"
+    n = int(sub.loc["accuracy", "n_paired"])
+    parts = [f"{METRIC_LABELS[m]} {POINTS * sub.loc[m, 'diff']:+.2f} points: {sub.loc[m, 'verdict']}"
+             for m in endpoints if m != "class_accuracy_std"]  # fmt: skip
+    wanted = [m for m in ("accuracy", "bottom10_accuracy", "worst_class_accuracy") if m in endpoints]
+    if n < 2:
+        answer = "undetermined (fewer than 2 paired seeds)"
+    else:
+        improves = all(sub.loc[m, "verdict"].startswith("improves") for m in wanted)
+        answer = (
+            "yes" if improves and not sub.loc["top10_accuracy", "verdict"].startswith("worsens") else "no"
+        )
+    return (f"- **{title}** ({n} paired seeds): " + "; ".join(parts) + ". Improves "
+            f"{' and '.join(METRIC_LABELS[m] for m in wanted)} without lowering the top-10% "
+            f"(Holm-adjusted): **{answer}**.")  # fmt: skip
 
 
 def _first(runs: pd.DataFrame, key: str, default: str = "?") -> Any:
@@ -95,21 +103,28 @@ def render_markdown(rep: Any, figures: dict[str, Path] | None = None) -> str:
     n_tests = table.attrs.get("n_tests", int(table["p_holm"].notna().sum()))
     boot = f" ({rep.n_boot} resamples, seed {rep.seed})" if rep.ci != "t" else ""
     one_seed = int(table["n_seeds"].min()) < 2
-    lines = [
-        f"# Study `{rep.study_dir.name}`: per-class accuracy over seeds",
-        "",
+    groups = getattr(rep, "rule_groups", None) or [[r] for r in rep.rules]
+    lines = [f"# Study `{rep.study_dir.name}`: per-class accuracy over seeds", ""]
+    lines += _warnings(rep)
+    scale = (
+        " (on the logit scale for accuracies, the log scale for the std over classes and Fisher's z for "
+        "correlations, so that no interval leaves its metric's range; differences: t, clipped to [-1, 1])"
+        if rep.ci == "t" else ""
+    )  # fmt: skip
+    lines += [
         f"{len(runs)} runs: losses {', '.join(dict.fromkeys(runs['loss']))}; seeds {seeds}; "
         f"{', '.join(setup)}; model selection on the validation split "
         f"({'; '.join(SELECTION_LABELS.get(r, r) for r in rep.rules)}). Numbers are test-split means over "
-        f"seeds with 95% {CI_NAMES[rep.ci]} intervals over seeds{boot}. With {k} classes the bottom/top "
-        f"10% is {tail_size(k)} class(es)"
+        f"seeds with 95% {CI_NAMES[rep.ci]} intervals over seeds{boot}{scale}. With {k} classes the "
+        f"bottom/top 10% is {tail_size(k)} class(es)"
         + ("; the bottom-10% is then the worst class, shown and tested once." if tail_size(k) == 1 else "."),
         "",
         f"Each loss is compared with {rep.baseline} on the seeds both have (paired differences in accuracy "
         f"points): paired t-test (Wilcoxon signed-rank as a check; with fewer than 6 seeds it cannot reach "
         f"p < 0.05), Holm-adjusted over the {n_tests} comparisons of this report (every rule, loss and "
-        f"endpoint), alpha {rep.alpha:g}. A comparison without a detectable effect states the TOST bound "
-        f"(the {100 * (1 - 2 * rep.alpha):.0f}% t interval's largest |end|: effects beyond it are excluded "
+        f"endpoint; rules that selected the same models counted once), alpha {rep.alpha:g}. A comparison "
+        f"without a detectable effect states the TOST bound (the {100 * (1 - 2 * rep.alpha):.0f}% t "
+        "interval's largest |end|: effects beyond it are excluded "
         f"at alpha {rep.alpha:g}, not adjusted for multiplicity) and the minimum detectable effect at "
         f"{100 * rep.power:.0f}% power for its seeds.",
         "",
@@ -117,20 +132,25 @@ def render_markdown(rep: Any, figures: dict[str, Path] | None = None) -> str:
     if one_seed:
         lines += ["Some losses have a single seed: no confidence interval or test can be made for them, and "
                   "none is shown.", ""]  # fmt: skip
-    lines += ["## Does MR² help?", ""]
-    for rule in rep.rules:
-        statement = _mr2_statement(table, rule, rep.baseline, rep.endpoints)
-        lines += [f"### {_rule_title(rule)}", ""] + (statement or ["- no MR² runs in this study"]) + [""]
+    others = [loss for loss in dict.fromkeys(table["loss"]) if loss != rep.baseline]
+    base = loss_label(rep.baseline)
+    lines += [f"## Verdicts: each method vs {base}", ""]
+    for loss in others:
+        lines += [f"### {loss_label(loss)} vs {base}", ""]
+        lines += [_statement(table, loss, rules, rep.endpoints) for rules in groups] + [""]
+    if not others:
+        lines += [f"- no method besides {base} in this study", ""]
 
     lines += ["## Accuracy", ""]
-    header = ["loss", "n"] + [METRIC_LABELS[m] for m in SUMMARY_METRICS]
-    for rule in rep.rules:
+    shown = [m for m in SUMMARY_METRICS if m in rep.endpoints]
+    header = ["loss", "n"] + [METRIC_LABELS[m] for m in shown]
+    for rules in groups:
         rows = []
-        for loss, grp in table[table["selection"] == rule].groupby("loss", sort=False):
+        for loss, grp in table[table["selection"] == rules[0]].groupby("loss", sort=False):
             g = grp.set_index("metric")
-            cells = [_fmt(*g.loc[m, ["point", "ci_low", "ci_high"]]) for m in SUMMARY_METRICS]
+            cells = [_fmt(*g.loc[m, ["point", "ci_low", "ci_high"]]) for m in shown]
             rows.append([loss, str(int(g["n_seeds"].iloc[0])), *cells])
-        lines += [f"### {_rule_title(rule)}", "", _markdown_table(header, rows), ""]
+        lines += [f"### {_rule_title(rules)}", "", _markdown_table(header, rows), ""]
     margins = _margin_rows(rep)
     if margins:
         lines += ["### Realised MR² margins at the end of training", "",
@@ -140,8 +160,8 @@ def render_markdown(rep: Any, figures: dict[str, Path] | None = None) -> str:
     lines += [f"## Paired difference to {rep.baseline} (same seeds)", ""]
     header = ["loss", "metric", "n", "diff (points) [95% CI]", "paired-t p", "Holm p", "Wilcoxon p",
               "MDE (points)", "TOST bound (points)", "verdict"]  # fmt: skip
-    for rule in rep.rules:
-        sub = table[(table["selection"] == rule) & (table["loss"] != rep.baseline)]
+    for rules in groups:
+        sub = table[(table["selection"] == rules[0]) & (table["loss"] != rep.baseline)]
         rows = [
             [r["loss"], METRIC_LABELS[r["metric"]], str(int(r["n_paired"])),
              _fmt(r["diff"], r["diff_ci_low"], r["diff_ci_high"], 2, POINTS), _p(r["p_value"]),
@@ -149,7 +169,7 @@ def render_markdown(rep: Any, figures: dict[str, Path] | None = None) -> str:
             for _, r in sub.iterrows() if r["metric"] in rep.endpoints
         ]  # fmt: skip
         lines += [
-            f"### {_rule_title(rule)}",
+            f"### {_rule_title(rules)}",
             "",
             _markdown_table(header, rows) if rows else "- no other loss",
             "",
@@ -178,6 +198,25 @@ def render_markdown(rep: Any, figures: dict[str, Path] | None = None) -> str:
     if figures:
         lines += ["## Figures", ""] + [f"![{name}]({path.name})" for name, path in figures.items()] + [""]
     return "\n".join(lines)
+
+
+def _warnings(rep: Any) -> list[str]:
+    """The report's warnings, stated at its top: too few seeds for claims, and runs of different
+    settings that were split (or that could not be checked)."""
+    table = rep.table
+    out = []
+    fewest = int(table["n_seeds"].min())
+    if fewest < MIN_CLAIM_SEEDS:
+        few = list(dict.fromkeys(table.loc[table["n_seeds"] < MIN_CLAIM_SEEDS, "loss"].astype(str)))
+        out.append(
+            f"> **Too few seeds.** {', '.join(few)} {'has' if len(few) == 1 else 'have'} fewer than "
+            f"{MIN_CLAIM_SEEDS} seeds (fewest: {fewest}). Intervals over so few seeds are very wide and "
+            "rest on a standard deviation with at most 1 degree of freedom; no equivalence (TOST) bound or "
+            "minimum detectable effect is stated for them, and a 'no detectable effect' says nothing about "
+            "the effect's size. Treat these numbers as a pilot."
+        )
+    out += [f"> **Warning.** {note}" for note in getattr(rep, "notes", [])]
+    return [line for note in out for line in (note, "")]
 
 
 def _margin_rows(rep: Any) -> list[list[str]]:

@@ -12,6 +12,13 @@ the same numbers the same way:
   ``select_metric`` is that rule.
 * :func:`per_class_table`: the long table, one row per (loss, seed, class), that the per-class
   statistics and figures use.
+* :func:`split_settings` (called by :func:`load_study`): runs are pooled over seeds only when they
+  ran the same experiment. Each run's ``config.json`` (its config and its data record) minus the seed
+  and the fields that do not change the numbers (``SETTING_FREE_FIELDS``) is its setting. Runs of one
+  method with different settings are split: the setting with the most seeds keeps the method's name,
+  the others are reported as ``<method>@<field>=<value>,...``, and the report says so at its top.
+  Runs on other data (``DATA_FIELDS``, the data record) than the baseline's are refused: no test
+  pairs them.
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ import pandas as pd
 
 from mr2_core.checks import bad
 from mr2_core.contracts import (
+    BASELINE_LOSS,
+    CONFIG_FILE,
     LOSSES,
     METRICS_FILE,
     SELECTION_KEYS,
@@ -33,7 +42,18 @@ from mr2_core.contracts import (
 )
 from mr2_core.io import read_json
 
-__all__ = ["CONFIGURED", "SPREAD_KEYS", "load_study", "selection_rules", "select", "per_class_table"]
+__all__ = [
+    "CONFIGURED",
+    "SPREAD_KEYS",
+    "SETTING_FREE_FIELDS",
+    "METHOD_FIELDS",
+    "DATA_FIELDS",
+    "load_study",
+    "split_settings",
+    "selection_rules",
+    "select",
+    "per_class_table",
+]
 
 # rule label of top-level numbers whose run does not record its select_metric
 CONFIGURED = "configured"
@@ -42,6 +62,19 @@ SPREAD_KEYS: tuple[str, ...] = (
     "class_spread", "class_mean_norm2", "class_within_spread", "class_centred_spread", "class_separation",
 )  # fmt: skip
 _SCALARS: tuple[str, ...] = ("margin_min", "margin_max")
+# config.json fields that do not change an experiment's numbers: the seed (what a study pools over),
+# where a run reads and writes, on what device and how fast it runs, how it logs. The one list.
+SETTING_FREE_FIELDS = frozenset(
+    {"seed", "study", "data_dir", "device", "compile", "log_every", "eval_batch_size", "save_model"}
+)
+# fields that define a method: they differ between the methods of a study by design
+METHOD_FIELDS = frozenset({"method", "loss", "loss_options"})
+# fields that define the data (and the test split): runs on different data are never paired
+DATA_FIELDS = frozenset(
+    {"dataset", "val_fraction", "split_seed", "max_train_samples", "train_subset", "imbalance_ratio",
+     "image_channels", "image_size", "input_size"}
+)  # fmt: skip
+_DATA_RECORD_FREE = frozenset({"source"})  # the data record's file path
 
 
 def _vector(path: Path, key: str, value: Any, k: int | None, *, unit: bool = False) -> list[float]:
@@ -124,7 +157,11 @@ def load_study(
     Raises:
         ValueError: no such folder, no finished run, a file that is not JSON, or a file whose keys
             have the wrong type or length (the message names the file and the key), two files of
-            one (loss, seed), or runs with different numbers of classes.
+            one (loss, seed), runs with different numbers of classes, or runs on other data than the
+            baseline's (:func:`split_settings`).
+
+    The runs of one method with different settings (``config.json``) are split apart and named
+    ``<method>@<field>=<value>``; ``frame.attrs["notes"]`` says so, for the report's top.
     """
     root = Path(study_dir)
     if not root.is_dir():
@@ -149,16 +186,114 @@ def load_study(
             seed = int(seed)
         except (TypeError, ValueError):
             raise bad(f"{f}: seed", seed, "an integer seed") from None
-        rows.append({**m, "loss": str(m.get("loss", f.parent.parent.name)), "seed": seed, "path": str(f)})
+        rows.append({**m, "loss": str(m.get("loss", f.parent.parent.name)), "seed": seed, "path": str(f),
+                     "_setting": _setting(f.parent / CONFIG_FILE)})  # fmt: skip
     frame = pd.DataFrame(rows)
     dup = frame.duplicated(["loss", "seed"], keep=False)
     if dup.any():
         raise bad(
             "study_dir", str(root), f"one run per (loss, seed); twice: {sorted(frame.loc[dup, 'path'])}"
         )
+    frame, notes = split_settings(frame)
     order = {name: i for i, name in enumerate(LOSSES)}
-    frame["_order"] = frame["loss"].map(lambda n: order.get(n, len(order)))
-    return frame.sort_values(["_order", "loss", "seed"]).drop(columns="_order").reset_index(drop=True)
+    frame["_order"] = frame["loss"].map(lambda n: order.get(n.split("@")[0], len(order)))
+    frame = frame.sort_values(["_order", "loss", "seed"]).drop(columns="_order").reset_index(drop=True)
+    frame.attrs["notes"] = notes
+    return frame
+
+
+def _setting(path: Path) -> dict[str, Any] | None:
+    """The run's setting from its ``config.json``: the config minus ``SETTING_FREE_FIELDS`` plus the
+    data record (``data.<key>``); None when the run has no config.json."""
+    if not path.is_file():
+        return None
+    rec = read_json(path)
+    cfg = rec.get("config") if isinstance(rec, dict) else None
+    if not isinstance(cfg, dict):
+        raise bad(str(path), type(cfg).__name__, "a config.json with a 'config' object (as mr2 train writes)")
+    out = {k: v for k, v in cfg.items() if k not in SETTING_FREE_FIELDS}
+    if isinstance(out.get("init_checkpoint"), str):  # where RUNS/ lies is not part of the backbone
+        out["init_checkpoint"] = "/".join(Path(out["init_checkpoint"]).parts[-4:])
+    data = rec.get("data") if isinstance(rec.get("data"), dict) else {}
+    out.update({f"data.{k}": v for k, v in data.items() if k not in _DATA_RECORD_FREE})
+    return out
+
+
+def _differ(a: dict, b: dict, keys: Any = None) -> list[str]:
+    """The fields both settings record and that differ (a run written before a field existed does not
+    record it, and is not told apart by it)."""
+    both = set(a) & set(b) if keys is None else set(a) & set(b) & set(keys)
+    return sorted(k for k in both if a[k] != b[k])
+
+
+def _is_data(key: str) -> bool:
+    return key in DATA_FIELDS or key.startswith("data.")
+
+
+def split_settings(runs: pd.DataFrame, baseline: str = BASELINE_LOSS) -> tuple[pd.DataFrame, list[str]]:
+    """Split each method's runs by setting (module docstring); return the runs and the notes.
+
+    Args:
+        runs: one row per run with ``loss`` and ``_setting`` (:func:`_setting`; None: no config.json).
+        baseline: the method whose data every other run must share.
+
+    Returns:
+        ``(runs, notes)``: ``runs`` with ``loss`` renamed ``<method>@<field>=<value>,...`` for every
+        setting of a method but its largest (most seeds; the one with the lowest seed on a tie),
+        ``_setting`` dropped; ``notes``: one sentence per split or unchecked run, for the report's top.
+
+    Raises:
+        ValueError: a run on other data than the baseline's (or than its method's first setting when
+            the study has no baseline), naming the runs and the fields.
+    """
+    runs = runs.copy()
+    notes: list[str] = []
+    settings = runs.pop("_setting") if "_setting" in runs else pd.Series([None] * len(runs), index=runs.index)
+    missing = settings.isna()
+    if missing.all():
+        return runs, ["no run has a config.json: the runs' settings could not be checked before pooling"]
+    if missing.any():
+        notes.append(f"{int(missing.sum())} runs have no config.json: their settings could not be checked "
+                     f"before pooling ({', '.join(sorted(runs.loc[missing, 'path'])[:3])}...)")  # fmt: skip
+    has = runs[~missing]
+    ref_rows = has[has["loss"] == baseline] if (has["loss"] == baseline).any() else has
+    ref = settings[ref_rows.sort_values("seed").index[0]]
+    data_keys = [k for k in set(ref) if _is_data(k)]
+    odd = [(i, _differ(settings[i], ref, data_keys)) for i in has.index]
+    odd = [(i, d) for i, d in odd if d]
+    if odd:
+        shown = "; ".join(f"{runs.at[i, 'path']} ({', '.join(f'{k}={settings[i].get(k)!r}' for k in d[:3])})"
+                          for i, d in odd[:3])  # fmt: skip
+        fields = ", ".join(odd[0][1])
+        raise bad(
+            "study_dir", str(Path(runs["path"].iloc[0]).parents[2]),
+            f"runs on the same data as the baseline's ({fields} differ): move the others to their own study "
+            f"folder; {len(odd)} runs differ: {shown}",
+        )  # fmt: skip
+    for loss in list(dict.fromkeys(has["loss"])):
+        idx = has.index[has["loss"] == loss]
+        found: list[list[int]] = []  # runs whose settings agree with the group's first run
+        for i in idx:
+            grp = next((g for g in found if not _differ(settings[g[0]], settings[i])), None)
+            if grp is None:
+                found.append([i])
+            else:
+                grp.append(i)
+        if len(found) == 1:
+            continue
+        groups = sorted(found, key=lambda g: (-len(g), min(runs.loc[g, "seed"])))
+        main = settings[groups[0][0]]
+        for grp in groups[1:]:
+            diff = _differ(settings[grp[0]], main)
+            name = f"{loss}@" + ",".join(f"{k}={settings[grp[0]].get(k)}" for k in diff)
+            runs.loc[grp, "loss"] = name
+            changes = ", ".join(f"{k}: {main.get(k)!r} -> {settings[grp[0]].get(k)!r}" for k in diff)
+            notes.append(
+                f"{len(grp)} run(s) of {loss} (seeds {sorted(runs.loc[grp, 'seed'])}) differ from its other "
+                f"{len(groups[0])} in {changes}; they are not pooled with them and are reported apart as "
+                f"`{name}`."
+            )
+    return runs, notes
 
 
 def _top_rule(row: pd.Series) -> str:

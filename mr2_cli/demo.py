@@ -108,7 +108,7 @@ SECTIONS = {
     "derive/THEOREM.md": ("Theorem", "The rules"),
     "sims/summary.md": ("¶Verdict per regime", "Tally of regimes"),
     "report/report.md": (
-        "Does MR² help?",
+        "Verdicts",
         "Accuracy",
         "Paired difference",
         "The bound's spread on real features",

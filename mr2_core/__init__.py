@@ -4,7 +4,8 @@
   argument, the value and what was expected;
 * ``mr2_core.io``: atomic writes of results and checkpoints, the code version (git hash);
 * ``mr2_core.seeding``: one seeding helper for Python, NumPy and torch, and explicit Generators;
-* ``mr2_core.stats``: confidence intervals and paired comparisons over seeds;
+* ``mr2_core.stats``: confidence intervals and paired comparisons over seeds (the intervals, which
+  respect each metric's range, live in ``mr2_core.intervals``);
 * ``mr2_core.summaries``: per-class summaries (worst class, bottom/top tenth, spread);
 * ``mr2_core.locks``: one writer per run folder or sims setting (``flock`` lock files);
 * ``mr2_core.contracts``: the names, files and columns that cross pillars.

@@ -139,8 +139,10 @@ def test_a_broken_input_fails_its_figure_only(tmp_path, capsys):
 
 
 def test_figure_cis_are_t_intervals_and_none_from_one_seed(results):
-    """Figures 1 and 2 read the study through mr2.report and draw t intervals from its tables."""
+    """Figures 1 and 2 read the study through mr2.report and draw t intervals from its tables (on the
+    logit scale, by the delta method, so that they stay in [0, 1]: mr2_core.intervals)."""
     from scipy import stats
+    from scipy.special import expit, logit
 
     from mr2.report import class_intervals, load_study, paired_class_differences, per_class_table
 
@@ -149,10 +151,12 @@ def test_figure_cis_are_t_intervals_and_none_from_one_seed(results):
     frame = per_class_table(runs)
     a = class_intervals(frame)
     ce = frame[frame["loss"] == "ce"].pivot(index="seed", columns="class_index", values="accuracy")
-    ref = stats.ttest_1samp(ce.to_numpy(), 0.0).confidence_interval(0.95)
+    x = ce.to_numpy()
+    m, se = x.mean(0), x.std(0, ddof=1) / np.sqrt(len(x))
+    low, high = expit(stats.t.interval(0.95, len(x) - 1, loc=logit(m), scale=se / (m * (1 - m))))
     got = a[a["loss"] == "ce"].sort_values("class_index")
-    np.testing.assert_allclose(got["ci_low"], ref.low, rtol=1e-9)
-    np.testing.assert_allclose(got["ci_high"], ref.high, rtol=1e-9)
+    np.testing.assert_allclose(got["ci_low"], low, rtol=1e-9)
+    np.testing.assert_allclose(got["ci_high"], high, rtol=1e-9)
     one = frame[frame["seed"] == 0]
     d = paired_class_differences(one, "mr2", "ce")
     ce0 = one[one["loss"] == "ce"].sort_values("class_index")["accuracy"].to_numpy()
