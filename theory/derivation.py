@@ -18,7 +18,8 @@ and carries the checks SymPy ran when it was built:
 6. :func:`gain`: J(gamma*) / J(uniform) = M_{1/(p+1)}(x) / M_1(x) <= 1 (Jensen).
 7. :func:`non_centred`: a_k = ||mu_k||^2 + s_k^2 cannot tell the mean's norm from the variance.
 
-:func:`derivation` assembles all twelve (built once per process) and :func:`numeric` returns NumPy
+:func:`derivation` assembles all sixteen (steps 13-16, the Gaussian oracle and the temperature
+regime, are in ``theory.oracle_derivation``; built once per process) and :func:`numeric` returns NumPy
 functions lambdified from the SymPy results, which ``tests/theory`` compares with
 ``theory.margins``. Never ``solve`` the stationarity system for an explicit K: with K = 4 SymPy did
 not finish in 5 minutes. Per generic index it takes well under a second.
@@ -41,6 +42,7 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
+from theory.oracle_derivation import ORACLE_BUILDERS
 from theory.steps import LATEX_NAMES, Check, Derivation, Step
 from theory.symbolic import (
     assume_in_range,
@@ -963,15 +965,16 @@ def _theorem() -> str:
 
 
 def builders() -> tuple[Callable[[], Step], ...]:
-    """Every step's builder in order: the seven above, then ``theory.limits.LIMIT_BUILDERS``."""
+    """Every step's builder in order: the seven above, ``theory.limits.LIMIT_BUILDERS`` (8-12), then
+    ``theory.oracle_derivation.ORACLE_BUILDERS`` (13-16)."""
     from theory.limits import LIMIT_BUILDERS  # imported here: theory.limits imports this module
 
-    return (*STEP_BUILDERS, *LIMIT_BUILDERS)
+    return (*STEP_BUILDERS, *LIMIT_BUILDERS, *ORACLE_BUILDERS)
 
 
 @functools.cache
 def derivation() -> Derivation:
-    """All twelve steps, built and checked once per process (a few seconds after SymPy is imported)."""
+    """All sixteen steps, built and checked once per process (seconds after SymPy is imported)."""
     from theory.limits import theorem_addendum
 
     steps = tuple(build() for build in builders())

@@ -530,10 +530,11 @@ def theorem_addendum() -> str:
         "**What the allocation leaves out.** Theorem 2 minimises the complexity term only. Which "
         "exponent comes out depends on the budget (sum: $1/(p+1)$; geometric: $1/p$) and on the "
         "criterion (average of per-class bounds: $(a_k/n_k)^{1/4}$, LDAM's family; worst class: "
-        "$(a_k/n_k)^{1/2}$); keeping the empirical ramp risk replaces $a_k^{1/3}$ by "
-        "$(a_k/f_k(0))^{1/3}$ for small margins, $f_k(0)$ the density of class $k$'s margin at the "
-        "boundary; a head with a bias supports $a_k = \\|\\mu_k - \\bar\\mu\\|^2 + s_k^2$ "
-        "(steps 8-12)."
+        "$(a_k/n_k)^{1/2}$); the bound keeps the empirical ramp risk that the allocation drops, and "
+        "keeping it replaces $a_k^{1/3}$ by $(a_k/f_k(0))^{1/3}$ in the limit of small margins "
+        "($f_k(0)$ the density of class $k$'s margin at the boundary), a limit reached only at "
+        "enormous $n$; a head with a bias supports $a_k = \\|\\mu_k - \\bar\\mu\\|^2 + s_k^2 + 1$ "
+        "when the norm constraint is placed on the re-centred parameters (steps 8-12)."
     )
 
 

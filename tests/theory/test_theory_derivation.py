@@ -42,6 +42,10 @@ STEP_KEYS = (
     "worst_class",
     "per_class",
     "bias",
+    "oracle_worst",
+    "oracle_balanced",
+    "oracle_many",
+    "temperature",
 )
 
 
