@@ -14,9 +14,8 @@ import functools
 
 import sympy as sp
 
-from theory.derivation import _name, symbols
-from theory.steps import LATEX_NAMES, Check, Step
-from theory.symbolic import sum_linear, truth_check, zero_check
+from theory.steps import Check, Step
+from theory.symbolic import named, sum_linear, symbols, truth_check, zero_check
 
 __all__ = ["bias"]
 
@@ -131,20 +130,17 @@ def bias() -> Step:
             "symbolic, one coordinate",
         )
     )
-    a_c = _name("aₖ(c)", r"a_k(c)")
-    cbar_sym = _name("μ̄", r"\bar\mu")
-    norm_mk = _name("‖μₖ − c‖²", r"\|\mu_k - c\|^2", nonnegative=True)
-    s2 = _name("sₖ²", r"s_k^{2}", nonnegative=True)
+    a_c = named("aₖ(c)", r"a_k(c)")
+    cbar_sym = named("μ̄", r"\bar\mu")
+    norm_mk = named("‖μₖ − c‖²", r"\|\mu_k - c\|^2", nonnegative=True)
+    s2 = named("sₖ²", r"s_k^{2}", nonnegative=True)
     statements = (
-        sp.Eq(sp.Symbol("Wh + b"), sp.Symbol("W(h − c) + (b + Wc)")),
+        sp.Eq(named("Wh + b", r"W h + b"), named("W(h − c) + (b + Wc)", r"W (h - c) + (b + W c)")),
         sp.Eq(a_c, norm_mk + s2 + 1),
         sp.Eq(sp.Derivative(Q, c), dQ),
         sp.Eq(cbar_sym, centroid),
-        sp.Eq(sp.Symbol("min_c"), between),
+        sp.Eq(named("min_c", r"\min_c \sum_k v_k a_k(c) - \sum_k v_k s_k^2\ (K = 2)"), between),
     )
-    LATEX_NAMES[statements[0].lhs] = r"W h + b"
-    LATEX_NAMES[statements[0].rhs] = r"W (h - c) + (b + W c)"
-    LATEX_NAMES[statements[-1].lhs] = r"\min_c \sum_k v_k a_k(c) - \sum_k v_k s_k^2\ (K = 2)"
     explanation = (
         "A head with a bias computes $Wh + b = W(h - c) + b_c$ with $b_c = b + Wc$, for any fixed $c$. "
         "Redoing steps 2-3 on the features $(h - c, 1)$ (the bias as a constant feature, as in A2) "

@@ -1,4 +1,4 @@
-"""Steps 13-16 of the derivation: the Gaussian oracle and the temperature regime, derived in SymPy.
+"""Steps 13-14 of the derivation: the Gaussian oracle for two classes, derived in SymPy.
 
 13. :func:`oracle_worst`: isotropic Gaussian classes N(mu_k, sigma_k^2 I), equal priors, a linear
     boundary. The optimal hyperplane is perpendicular to the mean difference and the worst-class
@@ -7,13 +7,10 @@
     its larger root is the global minimum for every delta; the margin's exponent on the variance is
     1/2 - 2 sigma^2/delta^2 near equal variances, and the wider class gets the larger margin only above
     delta* = 2 sqrt(v_1 v_2 log(v_2/v_1) / (v_2 - v_1)).
-15. :func:`oracle_many`: K > 2, the nearest-rival approximation, against the exact class errors of the
-    K-class linear classifier (Gauss-Hermite, checked by Monte Carlo) and its numeric optimum.
-16. :func:`temperature`: CE(z/gamma, y): a larger gamma lowers the gradient pressure only while
-    e^v (v - 1) < K - 1, v = Delta/gamma.
 
-The numeric rules live in :mod:`theory.oracle`; the checks here compare them with the SymPy results,
-with SciPy's optimisers and with Monte Carlo.
+Step 15 (K > 2) is in ``theory.oracle_kclass_derivation``, step 16 (the temperature regime) in
+``theory.temperature_derivation``. The numeric rules live in :mod:`theory.oracle`; the checks here
+compare them with the SymPy results, with SciPy's optimisers and with Monte Carlo.
 """
 
 from __future__ import annotations
@@ -26,7 +23,7 @@ import sympy as sp
 from theory.steps import Check, Step
 from theory.symbolic import truth_check, zero_check
 
-__all__ = ["oracle_worst", "oracle_balanced", "oracle_many", "temperature", "ORACLE_BUILDERS"]
+__all__ = ["oracle_worst", "oracle_balanced", "ORACLE_SEED", "MC_N", "MC_SIGMAS"]
 
 ORACLE_SEED = 20261202
 # (s_1, s_2, delta) for the numeric checks of the two-class closed forms
@@ -37,15 +34,6 @@ OPT_ATOL = 1e-6  # |closed form - SciPy optimiser| in units of delta
 LAMBDIFY_RTOL = 1e-12  # SymPy closed form (lambdified) against theory.oracle
 MC_N = 200_000  # Monte Carlo draws per class
 MC_SIGMAS = 4.5  # an MC estimate lies within this many binomial SDs of the exact value
-# K > 2 on a regular simplex: (sigmas, delta); the approximation's excess over the K-class optimum is
-# reported, and must stay under these (measured when the step was written: docs/theory.md).
-MANY_CASES = ((np.array([1.0, 1.5, 2.0]), 4.0), (np.array([1.0, 1.2, 1.5, 1.8, 2.0]), 5.0))
-MANY_WORST_CASE = (np.linspace(1.0, 2.0, 10), 6.0)
-MANY_WORST_GAP = 0.30  # realised worst-class error of the approximation / optimum - 1
-MANY_BALANCED_GAP = 0.02  # the same for the balanced error (checked at K = 3: BFGS is slow beyond)
-TEMPERATURE_K = {2: 1.28, 10: 2.10, 100: 3.63}  # the crossovers v* quoted in the project's issue
-TEMPERATURE_ATOL = 0.005  # two decimals
-FD_RTOL = 1e-6  # SymPy derivative against central differences
 
 
 def _Q(z: sp.Expr) -> sp.Expr:
@@ -410,227 +398,3 @@ def oracle_balanced() -> Step:
             "oracle_wider_threshold": star2,
         },
     )
-
-
-# ------------------------------------------------------------------------------------------------
-# 15. K > 2: the nearest-rival approximation
-
-
-@functools.cache
-def oracle_many() -> Step:
-    """Step 15: K > 2 classes, the nearest-rival approximation against the exact K-class classifier."""
-    from scipy.special import ndtr
-
-    from theory.oracle import (
-        linear_classifier_errors,
-        means_from_distances,
-        oracle_margins,
-        pair_margins,
-        realised_biases,
-        simplex_class_errors,
-        simplex_optimal_margins,
-    )
-
-    checks = []
-    # Exact (Gauss-Hermite) class errors of the biased nearest-mean classifier against sampling.
-    sig, delta = MANY_CASES[1]
-    K = sig.size
-    D = np.where(np.eye(K), 0.0, delta)
-    mu = means_from_distances(D)
-    b = np.random.default_rng([ORACLE_SEED, 15]).normal(scale=0.5, size=K)
-    exact = simplex_class_errors(sig, delta, b)
-    mc = linear_classifier_errors(mu, sig, b, MC_N, ORACLE_SEED)
-    z = np.max(np.abs(mc - exact) / np.sqrt(exact * (1 - exact) / MC_N))
-    checks.append(
-        Check(
-            "the exact simplex class errors (Gauss-Hermite, rho = 1/2) agree with Monte Carlo",
-            bool(z < MC_SIGMAS),
-            f"numeric, K = {K}, {MC_N:,} draws per class, seed {ORACLE_SEED}",
-            f"max |z| = {z:.2f}",
-        )
-    )
-    rows = []
-    cases = [(MANY_CASES[0], "worst"), (MANY_CASES[0], "balanced"), (MANY_CASES[1], "worst")]
-    cases.append((MANY_WORST_CASE, "worst"))
-    ok_bound, ok_gap = True, True
-    for (sig, delta), crit in cases:
-        K = sig.size
-        D = np.where(np.eye(K), 0.0, delta)
-        mu = means_from_distances(D)
-        sk, sj = np.meshgrid(sig, sig, indexing="ij")
-        pair, _ = pair_margins(sk + np.eye(K), sj + np.eye(K), D + np.eye(K), crit)
-        realised = simplex_class_errors(sig, delta, realised_biases(mu, pair))
-        predicted = ndtr(-oracle_margins(sig, delta, crit) / sig)
-        _, opt_err = simplex_optimal_margins(sig, delta, crit)
-        agg = np.max if crit == "worst" else np.mean
-        gap = float(agg(realised) / agg(opt_err) - 1)
-        ok_bound &= bool(np.all(predicted <= realised + 1e-3))
-        ok_gap &= gap < (MANY_WORST_GAP if crit == "worst" else MANY_BALANCED_GAP) and gap > -1e-9
-        rows.append(
-            f"K = {K}, delta = {delta:g}, {crit}: predicted {agg(predicted):.4f}, "
-            f"realised {agg(realised):.4f}, K-class optimum {agg(opt_err):.4f} ({100 * gap:+.1f}%)"
-        )
-    checks.append(
-        Check(
-            "Q(m_k/sigma_k) at the approximation is a lower bound of the realised class error",
-            ok_bound,
-            "numeric, exact simplex errors",
-            "; ".join(rows),
-        )
-    )
-    checks.append(
-        Check(
-            f"the approximation's realised error exceeds the K-class optimum by < {MANY_WORST_GAP:.0%} "
-            f"(worst) and < {MANY_BALANCED_GAP:.0%} (balanced)",
-            ok_gap,
-            "numeric, exact simplex errors; optimum over the K - 1 free biases (SciPy)",
-            "see the previous check's detail",
-        )
-    )
-    j = sp.Symbol("j", integer=True, positive=True)
-    sk_, sj_, Dkj = sp.symbols("sigma_k sigma_j D_kj", positive=True)
-    statements = (
-        sp.Eq(sp.Symbol("m_k"), sp.Function("min")(sp.Function("m_k")(j))),
-        sp.Eq(sp.Function("m_k")(j), Dkj * sk_ / (sk_ + sj_)),
-    )
-    explanation = (
-        "For $K > 2$ each class is paired with its nearest rival, the class whose two-class boundary "
-        "(step 13 or 14, at their distance $D_{kj}$) lies closest to $\\mu_k$: $m_k = \\min_j m_k(j)$. "
-        "This is an **approximation**: it ignores the other $K - 2$ rivals and the fact that a $K$-class "
-        "linear classifier $\\arg\\max_k \\mu_k^\\top x + b_k$ has only $K - 1$ free biases for "
-        "$K(K-1)/2$ boundaries. Its predicted errors $Q(m_k/\\sigma_k)$ are therefore optimistic (lower "
-        "bounds), and on a regular simplex its worst-class error is 10-26% above the numeric $K$-class "
-        "optimum (which gives the wider classes even larger margins); for the balanced error it is "
-        "within 1%. The numbers are in the checks."
-    )
-    return Step(
-        "oracle_many",
-        "Gaussian oracle, K > 2 classes: the nearest-rival approximation",
-        (
-            "Classes $N(\\mu_k, \\sigma_k^2 I)$, distances $D_{kj}$ between means, equal priors.",
-            "Checked on a regular simplex for the classifier $\\arg\\max_k \\mu_k^\\top x + b_k$.",
-        ),
-        statements,
-        explanation,
-        tuple(checks),
-        {"oracle_many_worst": Dkj * sk_ / (sk_ + sj_)},
-    )
-
-
-# ------------------------------------------------------------------------------------------------
-# 16. temperature
-
-
-@functools.cache
-def temperature() -> Step:
-    """Step 16: CE(z/gamma, y): when a larger gamma lowers the gradient pressure."""
-    from theory.oracle import temperature_crossover, temperature_pressure
-
-    gam, Delta, v = sp.symbols("gamma Delta v", positive=True)
-    K = sp.Symbol("K", integer=True, positive=True)
-    z = sp.symbols("z1:4", real=True)
-    # CE(z/gamma, y = 1) with three explicit logits: its gradient is (softmax(z/gamma) - e_y)/gamma.
-    ce = -sp.log(sp.exp(z[0] / gam) / sum(sp.exp(zi / gam) for zi in z))
-    soft = [sp.exp(zi / gam) / sum(sp.exp(zj / gam) for zj in z) for zi in z]
-    grad_res = sum(
-        sp.simplify(sp.diff(ce, z[i]) - (soft[i] - (1 if i == 0 else 0)) / gam) ** 2 for i in range(3)
-    )
-    # K - 1 equal rivals at gap Delta: 1 - p_y = (K-1)/(e^v + K - 1)
-    p_y = 1 / (1 + (K - 1) * sp.exp(-Delta / gam))
-    pressure = (1 - p_y) / gam
-    closed = (K - 1) / (gam * (sp.exp(Delta / gam) + K - 1))
-    dg = sp.diff(closed, gam)
-    factor = (
-        -(K - 1)
-        * (sp.exp(Delta / gam) * (1 - Delta / gam) + K - 1)
-        / (gam**2 * (sp.exp(Delta / gam) + K - 1) ** 2)
-    )
-    q = (1 - p_y) / (K - 1)
-    norm2 = (1 - p_y) ** 2 + (K - 1) * q**2
-    checks = [
-        zero_check(
-            "dCE(z/gamma, y)/dz = (softmax(z/gamma) - e_y)/gamma", grad_res, "symbolic, K = 3 explicit logits"
-        ),
-        zero_check(
-            "K - 1 equal rivals: (1 - p_y)/gamma = (K-1)/(gamma (e^v + K - 1))", pressure - closed, "symbolic"
-        ),
-        zero_check(
-            "d/dgamma of it = -(K-1)(e^v (1 - v) + K - 1)/(gamma^2 (e^v + K - 1)^2): "
-            "negative iff e^v (v-1) < K-1",
-            dg - factor,
-            "symbolic",
-        ),
-        zero_check(
-            "the full gradient's squared norm is K/(K-1) times (1 - p_y)^2: same monotonicity",
-            norm2 - K / (K - 1) * (1 - p_y) ** 2,
-            "symbolic",
-        ),
-    ]
-    f = sp.lambdify((gam, Delta, K), closed, modules="numpy")
-    fd = sp.lambdify((gam, Delta, K), dg, modules="numpy")
-    worst = 0.0
-    for g0, D0, K0 in ((0.5, 1.0, 2), (1.0, 3.0, 10), (2.0, 1.0, 100), (0.3, 2.0, 5)):
-        h = 1e-6 * g0
-        num = (f(g0 + h, D0, K0) - f(g0 - h, D0, K0)) / (2 * h)
-        worst = max(worst, abs(num - fd(g0, D0, K0)) / abs(fd(g0, D0, K0)))
-    checks.append(
-        Check(
-            "SymPy d/dgamma against central differences",
-            worst < FD_RTOL,
-            "numeric, 4 points",
-            f"max rel. err {worst:.1e}",
-        )
-    )
-    got = {KK: temperature_crossover(KK) for KK in TEMPERATURE_K}
-    nsolved = {KK: float(sp.nsolve(sp.exp(v) * (v - 1) - (KK - 1), v, 2.0)) for KK in TEMPERATURE_K}
-    ok = all(
-        abs(got[KK] - want) < TEMPERATURE_ATOL and abs(got[KK] - nsolved[KK]) < 1e-10
-        for KK, want in TEMPERATURE_K.items()
-    )
-    checks.append(
-        Check(
-            "v* = 1.28 / 2.10 / 3.63 at K = 2 / 10 / 100 (theory.temperature_crossover = sympy.nsolve)",
-            ok,
-            "numeric, Brent and Newton root finding",
-            ", ".join(f"K = {KK}: {got[KK]:.4f}" for KK in TEMPERATURE_K),
-        )
-    )
-    pv = temperature_pressure(np.array([0.9, 1.1]) * got[10], 10)
-    checks.append(
-        Check(
-            "the pressure v (K-1)/(e^v + K - 1) peaks at v*",
-            bool(pv[0] < temperature_pressure(got[10], 10) > pv[1]),
-            "numeric, K = 10",
-        )
-    )
-    vstar = sp.Symbol("v_*", positive=True)
-    zz, y, py = sp.Symbol("z"), sp.Symbol("y"), sp.Symbol("p_y")
-    statements = (
-        sp.Eq(
-            sp.Derivative(sp.Function("CE")(zz / gam, y), zz),
-            (sp.Function("softmax")(zz / gam) - sp.Symbol("e_y")) / gam,
-        ),
-        sp.Eq((1 - py) / gam, closed),
-        sp.Eq(sp.Derivative((1 - sp.Function("p_y")(gam)) / gam, gam), factor),
-        sp.Eq(sp.exp(vstar) * (vstar - 1), K - 1),
-    )
-    explanation = (
-        "MR²'s official code divides every logit by the class's $\\gamma$. With the target logit "
-        "$\\Delta$ above $K - 1$ equal rivals and $v = \\Delta/\\gamma$, the gradient's size is "
-        "$(K-1)/(\\gamma(e^v + K - 1))$ (times $\\sqrt{K/(K-1)}$ for the whole vector). A larger "
-        "$\\gamma$ lowers it only while $e^v(v - 1) < K - 1$, i.e. $v < v^*$ with $v^* = 1.28$, 2.10, 3.63 "
-        "at $K = 2$, 10, 100; for well-fitted samples ($v > v^*$) a larger temperature *raises* the "
-        "pressure. So a larger $\\gamma_k$ acts as a larger margin only in the second regime."
-    )
-    return Step(
-        "temperature",
-        "Temperature: when a larger gamma lowers the cross-entropy's gradient",
-        ("Cross-entropy of $z/\\gamma$; the target logit $\\Delta > 0$ above $K - 1$ equal rivals.",),
-        statements,
-        explanation,
-        tuple(checks),
-        {"temperature_crossover_condition": sp.exp(v) * (v - 1) - (K - 1)},
-    )
-
-
-ORACLE_BUILDERS = (oracle_worst, oracle_balanced, oracle_many, temperature)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from theory.steps import LATEX_NAMES, Derivation
+from theory.steps import Derivation
 
 __all__ = ["theorem_markdown", "rules_summary", "limits_table"]
 
@@ -25,7 +25,7 @@ REFERENCES = (
 def _latex(expr: Any) -> str:
     import sympy as sp
 
-    return sp.latex(expr, symbol_names=LATEX_NAMES)
+    return sp.latex(expr)
 
 
 def _exponents(d: Derivation) -> dict[str, Any]:

@@ -16,9 +16,8 @@ import functools
 import numpy as np
 import sympy as sp
 
-from theory.derivation import _elasticity, _name, symbols
-from theory.steps import LATEX_NAMES, Check, Step
-from theory.symbolic import assume_in_range, zero_check
+from theory.steps import Check, Step
+from theory.symbolic import assume_in_range, elasticity, named, symbols, zero_check
 
 __all__ = ["tradeoff", "TRADEOFF_EXAMPLES", "gaussian_forms"]
 
@@ -232,8 +231,8 @@ def tradeoff() -> Step:
         )
     )
     # (6) Stationarity of F = sum_k w_k R_k(gamma_k) + C sqrt(sum_k w_k a_k / gamma_k^2), generic k.
-    C = _name("C", "C", positive=True)
-    M = _name("M", r"M", positive=True)  # M = sqrt(sum_j w_j a_j / gamma_j^2), the margin term
+    C = named("C", "C", positive=True)
+    M = named("M", r"M", positive=True)  # M = sqrt(sum_j w_j a_j / gamma_j^2), the margin term
     tau = sp.Symbol("tau", positive=True)
     Rf, Df = sp.Function("R"), sp.Function("D")
     quad = sp.Sum(w[j] * a[j] / g[j] ** 2, (j, 1, K))
@@ -295,9 +294,9 @@ def tradeoff() -> Step:
     checks += _numeric_checks()
 
     names = (("G(c)", "G(c)"), ("R(γ)", r"R(\gamma)"), ("D(γ)", r"D(\gamma)"))
-    Gs, Rs, Ds = (_name(n_, tex) for n_, tex in names)
-    Fsym = _name("F(γ)", r"F(\gamma)")
-    psi_sym = _name("ψₖ(γₖ)", r"\psi_k(\gamma_k)")
+    Gs, Rs, Ds = (named(n_, tex) for n_, tex in names)
+    Fsym = named("F(γ)", r"F(\gamma)")
+    psi_sym = named("ψₖ(γₖ)", r"\psi_k(\gamma_k)")
     statements = (
         sp.Eq(Gs, forms["G_display"]),
         sp.Eq(Rs, forms["R_display"]),
@@ -307,9 +306,8 @@ def tradeoff() -> Step:
         sp.Eq(psi_sym, g[k] * Df(k, g[k])),
         sp.Eq(psi_sym, C * a[k] / M),
         sp.Eq(g[k] / g[s_.l], lead_ratio),
-        sp.Eq(sp.Symbol("d log f(0) / d log s"), elast),
+        sp.Eq(named("d log f(0) / d log s", r"\frac{\partial \log f(0)}{\partial \log s}"), elast),
     )
-    LATEX_NAMES[statements[-1].lhs] = r"\frac{\partial \log f(0)}{\partial \log s}"
     sep = TRADEOFF_EXAMPLES["separated"]
     explanation = (
         "Class $k$'s margin under the fixed head is $M \\sim N(m_k, s_k^2)$; $f_k(0)$ is its density at "
@@ -353,7 +351,7 @@ def tradeoff() -> Step:
             "boundary_density": f0,
             "tradeoff_stationarity": sp.Eq(g[k] * Df(k, g[k]), C * a[k] / M),
             "tradeoff_leading_ratio": lead_ratio,
-            "tradeoff_exponents": {"a": _elasticity(lead_ratio, a[k]), "f0": _elasticity(lead_ratio, fk)},
+            "tradeoff_exponents": {"a": elasticity(lead_ratio, a[k]), "f0": elasticity(lead_ratio, fk)},
             "boundary_elasticity": elast,
             "gaussian_symbols": (m, s, gam),
         },

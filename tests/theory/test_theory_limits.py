@@ -28,10 +28,10 @@ from theory.limits import (
     _minimax_check,
     _norm_check,
     budget,
-    numeric_limits,
     per_class,
     worst_class,
 )
+from theory.numeric_rules import numeric_limits
 from theory.steps import Derivation
 
 SEED = 20260215
