@@ -76,9 +76,16 @@ def _q(z: np.ndarray) -> np.ndarray:
     return ndtr(-np.asarray(z, dtype=np.float64))
 
 
+def _float_array(name: str, value: Any, expected: str) -> np.ndarray:
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise bad(name, value, expected) from None
+
+
 def _positive_array(name: str, value: Any) -> np.ndarray:
-    arr = np.asarray(value, dtype=np.float64) if not isinstance(value, np.ndarray) else value.astype(float)
-    if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+    arr = _float_array(name, value, "finite numbers > 0")
+    if arr.size == 0 or not np.all(np.isfinite(arr)) or np.any(arr <= 0):
         raise bad(name, value, "finite numbers > 0")
     return arr
 
@@ -194,7 +201,7 @@ def _sigmas(sigmas: Any) -> np.ndarray:
 
 def _distances(delta: Any, K: int) -> np.ndarray:
     """delta as a (K, K) matrix of distances between means (zero diagonal)."""
-    arr = np.asarray(delta, dtype=np.float64) if not isinstance(delta, np.ndarray) else delta.astype(float)
+    arr = _float_array("delta", delta, f"a scalar > 0 or a ({K}, {K}) matrix of distances")
     if arr.ndim == 0:
         d = check_positive("delta", float(arr))
         D = np.full((K, K), d)

@@ -241,6 +241,9 @@ def test_temperature_crossover_values_and_definition():
         (([[1.0, 2.0]], 1.0), "sigmas"),
         (([1.0, 2.0], 0.0), "delta"),
         (([1.0, 2.0], np.nan), "delta"),
+        (([1.0, 2.0], "far"), "delta"),
+        (([1.0, 2.0, 3.0], [[0, 1], [1, 0, 2]]), "delta"),
+        (("wide", 1.0), "sigmas"),
         (([1.0, 2.0, 3.0], np.ones((2, 2))), "delta"),
         (([1.0, 2.0, 3.0], np.array([[0, 1, 2], [1, 0, 1], [3, 1, 0.0]])), "delta"),
         (([1.0, 2.0, 3.0], np.array([[0, 1, 1], [1, 0, -1], [1, -1, 0.0]])), "delta"),
@@ -260,5 +263,9 @@ def test_bad_criterion_and_ratio():
         oracle_log_ratio(4.0, "balanced", 0.1)  # the wider class's margin is negative there
     with pytest.raises(ValueError, match="s_k"):
         oracle_share(0.0, 1.0)
+    with pytest.raises(ValueError, match="s_j"):
+        oracle_share(1.0, "x")
+    with pytest.raises(ValueError, match="variance_ratio"):
+        oracle_log_ratio([])
     with pytest.raises(ValueError, match="K"):
         temperature_crossover(1)
