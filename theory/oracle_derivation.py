@@ -31,6 +31,7 @@ PAIR_GRID = tuple(
     (s1, s2, d) for s1 in (0.5, 1.0, 2.5) for s2 in (0.7, 1.0, 3.0) for d in (0.2, 1.5, 4.0, 10.0)
 )
 OPT_ATOL = 1e-6  # |closed form - SciPy optimiser| in units of delta
+QUAD_ATOL = 1e-9  # numeric integration of a normal density against its tail function
 LAMBDIFY_RTOL = 1e-12  # SymPy closed form (lambdified) against theory.oracle
 MC_N = 200_000  # Monte Carlo draws per class
 MC_SIGMAS = 4.5  # an MC estimate lies within this many binomial SDs of the exact value
@@ -93,6 +94,27 @@ def _pair_numeric_checks(criterion: str, closed: sp.Expr) -> list[Check]:
             f"max |m_1 - optimiser| / delta = {opt_err:.1e}",
         ),
     ]
+
+
+def _quad_check(criterion: str, closed: sp.Expr) -> Check:
+    """Each class's error at the SymPy closed form, by numeric integration of its normal density."""
+    from scipy.integrate import quad
+    from scipy.stats import norm
+
+    s1, s2, delta, _ = _pair_symbols()
+    f = sp.lambdify((s1, s2, delta), closed, modules="numpy")
+    worst = 0.0
+    for a, b, d in PAIR_GRID:
+        m1 = float(f(a, b, d))
+        e1 = quad(norm(0.0, a).pdf, m1, np.inf, epsabs=1e-13)[0]  # class 1 beyond the boundary
+        e2 = quad(norm(d, b).pdf, -np.inf, m1, epsabs=1e-13)[0]  # class 2 on class 1's side
+        worst = max(worst, abs(e1 - float(norm.sf(m1 / a))), abs(e2 - float(norm.sf((d - m1) / b))))
+    return Check(
+        f"class errors at the {criterion} closed form: numeric integration of the densities = Q(m_k/sigma_k)",
+        worst < QUAD_ATOL,
+        f"numeric, scipy.integrate.quad, {len(PAIR_GRID)} cases",
+        f"max |difference| = {worst:.1e}",
+    )
 
 
 def _mc_check(criterion: str) -> Check:
@@ -183,6 +205,7 @@ def oracle_worst() -> Step:
     )
     checks.append(zero_check("... independent of delta", sp.diff(log_ratio, delta), "symbolic"))
     checks += _pair_numeric_checks("worst", m1w)
+    checks.append(_quad_check("worst", m1w))
     checks.append(_mc_check("worst"))
     statements = (
         sp.Eq(sp.Function("Var")(sp.Symbol("x_w")), sig**2),
@@ -326,6 +349,7 @@ def oracle_balanced() -> Step:
         ),
     ]
     checks += _pair_numeric_checks("balanced", m1b)
+    checks.append(_quad_check("balanced", m1b))
     checks.append(_mc_check("balanced"))
     # The regime boundary: the wider class's margin exceeds the narrower's exactly above delta*.
     flips, tried = 0, 0
