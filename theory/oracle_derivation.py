@@ -98,17 +98,22 @@ def _pair_numeric_checks(criterion: str, closed: sp.Expr) -> list[Check]:
 
 def _quad_check(criterion: str, closed: sp.Expr) -> Check:
     """Each class's error at the SymPy closed form, by numeric integration of its normal density."""
+    import math
+
     from scipy.integrate import quad
-    from scipy.stats import norm
+    from scipy.special import ndtr
+
+    def pdf(x: float, mean: float, sd: float) -> float:
+        return math.exp(-0.5 * ((x - mean) / sd) ** 2) / (sd * math.sqrt(2 * math.pi))
 
     s1, s2, delta, _ = _pair_symbols()
     f = sp.lambdify((s1, s2, delta), closed, modules="numpy")
     worst = 0.0
     for a, b, d in PAIR_GRID:
         m1 = float(f(a, b, d))
-        e1 = quad(norm(0.0, a).pdf, m1, np.inf, epsabs=1e-13)[0]  # class 1 beyond the boundary
-        e2 = quad(norm(d, b).pdf, -np.inf, m1, epsabs=1e-13)[0]  # class 2 on class 1's side
-        worst = max(worst, abs(e1 - float(norm.sf(m1 / a))), abs(e2 - float(norm.sf((d - m1) / b))))
+        e1 = quad(pdf, m1, np.inf, args=(0.0, a), epsabs=1e-13)[0]  # class 1 beyond the boundary
+        e2 = quad(pdf, -np.inf, m1, args=(d, b), epsabs=1e-13)[0]  # class 2 on class 1's side
+        worst = max(worst, abs(e1 - float(ndtr(-m1 / a))), abs(e2 - float(ndtr(-(d - m1) / b))))
     return Check(
         f"class errors at the {criterion} closed form: numeric integration of the densities = Q(m_k/sigma_k)",
         worst < QUAD_ATOL,
@@ -151,7 +156,8 @@ def oracle_worst() -> Step:
     s1, s2, delta, m = _pair_symbols()
     sig = sp.Symbol("sigma", positive=True)
     dp = sp.Symbol("delta'", positive=True)  # projected separation along another direction
-    m1w = sp.solve(sp.Eq(m / s1, (delta - m) / s2), m)[0]
+    equalise = m / s1 - (delta - m) / s2  # linear in m_1 (checked below): its one root, directly
+    m1w = sp.cancel(-equalise.subs(m, 0) / sp.diff(equalise, m))
     m2w = sp.simplify(delta - m1w)
     log_ratio = sp.expand_log(sp.log(m2w / m1w), force=True)
     v_ratio = sp.log(s2**2 / s1**2)
@@ -194,6 +200,13 @@ def oracle_worst() -> Step:
     checks.append(
         zero_check(
             "worst class: m_1 = delta sigma_1 / (sigma_1 + sigma_2)", m1w - delta * s1 / (s1 + s2), "symbolic"
+        )
+    )
+    checks.append(
+        zero_check(
+            "m_1/sigma_1 = m_2/sigma_2 is linear in m_1 (one root) and the root satisfies it",
+            sp.diff(equalise, m, 2) + sp.Abs(sp.cancel(equalise.subs(m, m1w))),
+            "symbolic",
         )
     )
     checks.append(
