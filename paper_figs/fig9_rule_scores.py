@@ -159,6 +159,10 @@ def make(ctx: FigureContext) -> Made:
             axes[r][c].tick_params(labelsize=style.FONT_SIZE - 2)
             if c > 0:
                 axes[r][c].set_ylabel("")
+    for r in (0, 2):  # the panels froze their own y-limits; rescale each shared row to all its data
+        axes[r][0].set_autoscaley_on(True)
+        axes[r][0].autoscale_view(scalex=False)
+        axes[r][0].set_ylim(bottom=0)
     for r, letter in enumerate("abc"):
         axes[r][0].set_ylabel(f"({letter}) " + axes[r][0].get_ylabel())
     handles, labels = [], []

@@ -79,6 +79,7 @@ class PresetSpec:
     # (K = 2: the means are 2 mu apart; K = 5: neighbours mu sqrt(2K/(K-1)) apart)
     separations_k2: tuple[float, ...] = ()
     separations_multi: tuple[float, ...] = ()
+    separations_multi_n: tuple[int, ...] = ()  # K > 2 sample sizes of the further separations (() = all)
 
 
 FULL = PresetSpec(
@@ -97,6 +98,9 @@ FULL = PresetSpec(
     beta_range=2.5,
     separations_k2=(0.75, 1.0, 3.0),
     separations_multi=(1.5, 4.0),
+    # a K = 5 setting costs about a minute on the shared 2 cores whatever n (the Monte Carlo test error
+    # dominates): the further K = 5 separations run at n = 100 and 1000 only
+    separations_multi_n=(100, 1000),
 )
 QUICK = PresetSpec(
     sigma_ratios=(0.25, 0.5, 1.0, 2.0, 4.0),
@@ -143,6 +147,8 @@ def preset_settings(
                         out.append(Setting(mix, learner, search, EvalConfig(), spec.seeds_k2, tag="k2"))
         for mu, d in ((mu, d) for mu in mus_multi for d in spec.multi_dims):
             for n in spec.n_per_class if not spec.multi_n else spec.multi_n:
+                if mu != spec.mu_multi and spec.separations_multi_n and n not in spec.separations_multi_n:
+                    continue
                 K = len(spec.multi_sigmas)
                 mix = MixtureConfig(sigmas=spec.multi_sigmas, n_per_class=(n,) * K, d=d, mu=mu)
                 search = SearchConfig(
