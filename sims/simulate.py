@@ -87,7 +87,7 @@ def run_preset(
             raise RuntimeError(f"{name} is not in mr2_core.contracts.SIMS_FILES")
         write_csv(out / name, table)
     files = list(tables)
-    diag = [r.diagnostics for r in results]
+    diag = [r.diagnostics for r in sweep.results]  # every setting of the sweep, both families
     manifest = {
         "preset": preset,
         "quick": quick,
@@ -109,7 +109,9 @@ def run_preset(
         "n_boot": N_BOOT,
         "seeds": [{"key": s.key, "base_seed": s.base_seed, "n_seeds": s.n_seeds} for s in settings],
         "settings": [s.to_dict() for s in settings],
-        "setting_seconds": {r.setting.key: round(r.diagnostics.get("seconds", 0.0), 3) for r in results},
+        "setting_seconds": {
+            r.setting.key: round(r.diagnostics.get("seconds", 0.0), 3) for r in sweep.results
+        },
         "files": files + [SIMS_SUMMARY_FILE, SIMS_MANIFEST_FILE],
     }
     manifest["seconds_total"] = round(time.perf_counter() - t0, 2)
