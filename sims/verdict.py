@@ -33,6 +33,7 @@ __all__ = ["verdict_table", "rule_verdict", "summary_markdown", "PREDICTS_MAE", 
 
 PREDICTS_MAE = 0.25  # nats of log(gamma_k / gamma_ref): a rule within this of the optimum on average...
 PREDICTS_IN_CI = 0.5  # ...and inside the optimum's 95% CI in at least this share of settings "predicts"
+TIE_ATOL = 1e-9  # rules whose pooled MAE differ by less are tied (named together as the best)
 
 
 def _fmt(x: float, digits: int = 2) -> str:
@@ -102,16 +103,19 @@ def rule_verdict(scores: pd.DataFrame, by: tuple[str, ...] = ("K", "loss", "crit
             continue
         order = sorted(pooled, key=lambda k: pooled[k]["mae"])
         best = pooled[order[0]]
+        # rules with the same error (LDAM and uniform on balanced classes) are named together
+        tied = [r for r in order if pooled[r]["mae"] - best["mae"] <= TIE_ATOL]
+        rest = [r for r in order if r not in tied]
         row = {**dict(zip(by, key, strict=True))}
         row.update({f"mae_{rule}": pooled.get(rule, {}).get("mae", np.nan) for rule in SIMS_RULES})
         row.update(
             {
-                "best": order[0],
+                "best": "/".join(tied),
                 "best_mae": best["mae"],
                 "best_bias": best["bias"],
                 "best_in_ci": best["in_ci"],
-                "runner_up": order[1] if len(order) > 1 else "",
-                "margin": pooled[order[1]]["mae"] - best["mae"] if len(order) > 1 else np.nan,
+                "runner_up": rest[0] if rest else "",
+                "margin": pooled[rest[0]]["mae"] - best["mae"] if rest else np.nan,
                 "predicts": bool(best["mae"] < PREDICTS_MAE and best["in_ci"] >= PREDICTS_IN_CI),
             }
         )

@@ -122,3 +122,14 @@ def test_the_separation_family_contains_the_variance_family():
     assert sorted({s.mixture.mu for s in sep if s.mixture.K == 2}) == [0.75, 1.5, 3.0]
     with pytest.raises(ValueError, match="family"):
         ex.preset_settings(spec=spec, family="nope")
+
+
+def test_rule_verdict_names_tied_rules_together():
+    maes = {"bound": 0.5, "oracle": 0.6, "ldam": 0.3, "uniform": 0.3}
+    base = dict(
+        K=2, loss="additive", criterion="balanced", d=2, n_per_class=10, settings=4, bias=0.0, in_ci=0.5
+    )
+    rows = [dict(base, rule=rule, mae=mae) for rule, mae in maes.items()]
+    rv = rule_verdict(pd.DataFrame(rows)).iloc[0]
+    assert rv["best"] == "ldam/uniform" and rv["runner_up"] == "bound"
+    assert rv["margin"] == pytest.approx(0.2)
