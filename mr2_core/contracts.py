@@ -39,6 +39,12 @@ __all__ = [
     "TAIL_FRACTION",
     "SIMS_PRESETS",
     "SIMS_FILES",
+    "SIMS_MANIFEST_FILE",
+    "SIMS_SUMMARY_FILE",
+    "SIMS_REGIME_COLUMNS",
+    "SIMS_RULES",
+    "SIMS_RULE_COLUMNS",
+    "SIMS_SCORE_KEYS",
     "SIMS_COLUMNS",
     "LOSS_BENCH_COLUMNS",
     "LOSS_BENCH_FILE",
@@ -169,24 +175,52 @@ REPORT_SUMMARY_COLUMNS: tuple[str, ...] = (
 )  # fmt: skip
 
 # ------------------------------------------------------------------------------------------- sims
-SIMS_PRESETS: tuple[str, ...] = ("margin-vs-variance", "theory-vs-uniform", "bound-vs-gap", "all")
-# file written by `mr2 simulate` -> the preset that writes it
+# the presets of `mr2 simulate --preset` ("all" runs every other one)
+SIMS_PRESETS: tuple[str, ...] = (
+    "margin-vs-variance", "margin-vs-separation", "theory-vs-uniform", "bound-vs-gap", "all",
+)  # fmt: skip
+# every table `mr2 simulate` writes -> the preset that writes it
 SIMS_FILES = MappingProxyType(
     {
         "margin_vs_variance.csv": "margin-vs-variance",
+        "exponents.csv": "margin-vs-variance",
+        "verdict.csv": "margin-vs-variance",
+        "margin_vs_separation.csv": "margin-vs-separation",
+        "rule_scores.csv": "margin-vs-separation",
         "theory_vs_uniform.csv": "theory-vs-uniform",
         "bound_vs_gap.csv": "bound-vs-gap",
     }
 )
-_REGIME = ("K", "loss", "d", "n_per_class", "mu")
+SIMS_MANIFEST_FILE = "manifest.json"  # every preset: config, code version, timings
+SIMS_SUMMARY_FILE = "summary.md"  # every preset: the verdict and the tables in Markdown
+# a regime of the sweep: classes, margin form, dimension, samples per class, mean norm
+SIMS_REGIME_COLUMNS: tuple[str, ...] = ("K", "loss", "d", "n_per_class", "mu")
+_REGIME = SIMS_REGIME_COLUMNS
+# the margin rules scored against the empirical optima, and the column of margin_vs_*.csv holding each
+# one's predicted log(gamma_k / gamma_ref) (sims.scores): the bound's a_k^(1/3), the Gaussian oracle's
+# error-optimal boundary, LDAM's n_k^(-1/4), uniform margins
+SIMS_RULES: tuple[str, ...] = ("bound", "oracle", "ldam", "uniform")
+SIMS_RULE_COLUMNS = MappingProxyType(
+    {
+        "bound": "theory_log_margin_ratio",
+        "oracle": "oracle_log_margin_ratio",
+        "ldam": "ldam_log_margin_ratio",
+        "uniform": "uniform_log_margin_ratio",
+    }
+)
+SIMS_SCORE_KEYS: tuple[str, ...] = ("K", "loss", "criterion", "d", "n_per_class")  # a rule_scores.csv group
+_MARGIN_ROWS = (
+    *_REGIME, "sigma_ratio", "class", "reference", "criterion", "opt_log_margin_ratio", "ci_low",
+    "ci_high", "theory_log_margin_ratio", "log_spread_ratio", "at_boundary", "opt_error",
+    "uniform_error", "theory_error", "n_seeds", "mean_margin", "l2", "setting", "separation",
+    "oracle_log_margin_ratio", "ldam_log_margin_ratio", "uniform_log_margin_ratio", "oracle_error",
+    "opt_geo_log_ratio", "oracle_geo_log_ratio", "separation_kept", "geo_gain",
+)  # fmt: skip
 # the columns each sims table holds at least (in this order at the front of the file)
 SIMS_COLUMNS = MappingProxyType(
     {
-        "margin_vs_variance.csv": (
-            *_REGIME, "sigma_ratio", "class", "reference", "criterion", "opt_log_margin_ratio", "ci_low",
-            "ci_high", "theory_log_margin_ratio", "log_spread_ratio", "at_boundary", "opt_error",
-            "uniform_error", "theory_error", "n_seeds", "mean_margin", "l2", "setting",
-        ),
+        "margin_vs_variance.csv": _MARGIN_ROWS,
+        "margin_vs_separation.csv": _MARGIN_ROWS,
         "exponents.csv": (
             *_REGIME, "criterion", "exponent", "ci_low", "ci_high", "theory_exponent", "theory_in_ci",
             "exponent_verdict", "boundary_optima", "n_points",
@@ -194,6 +228,9 @@ SIMS_COLUMNS = MappingProxyType(
         "verdict.csv": (
             *_REGIME, "criterion", "exponent", "ci_low", "ci_high", "theory_exponent", "verdict", "agree",
             "oppose", "settings", "boundary_optima",
+        ),
+        "rule_scores.csv": (
+            *SIMS_SCORE_KEYS, "rule", "settings", "no_prediction", "mae", "bias", "in_ci", "censored", "rank",
         ),
         "theory_vs_uniform.csv": (
             *_REGIME, "sigmas", "sigma_ratio", "setting", "choice", "metric", "class", "class_sigma",

@@ -24,7 +24,6 @@ from mr2_core.contracts import SIMS_FILES
 from paper_figs.common import FigureContext
 
 __all__ = [
-    "SIMS_PRESETS",
     "make_missing",
     "sims_file",
     "loss_bench_file",
@@ -33,9 +32,6 @@ __all__ = [
     "training_study",
     "probe_study",
 ]
-
-SIMS_PRESETS = SIMS_FILES  # file written by `mr2 simulate` -> the preset that writes it
-
 
 # `mr2 bench loss` options under --quick: fewer timed repetitions (same K, B, d as the full benchmark)
 QUICK_BENCH = {"reps": 5, "warmup": 1}
@@ -53,14 +49,14 @@ def make_missing(ctx: FigureContext, command: str, make: Any) -> None:
 
 def sims_file(ctx: FigureContext, filename: str) -> Path:
     """Path of a sims result ``filename`` under ``RESULTS/sims``, running its preset if it is missing."""
-    if filename not in SIMS_PRESETS:
-        raise bad("filename", filename, f"one of {sorted(SIMS_PRESETS)}")
+    if filename not in SIMS_FILES:
+        raise bad("filename", filename, f"one of {sorted(SIMS_FILES)}")
     folder = ctx.results / "sims"
     path = folder / filename
     if not path.is_file():
         from sims.simulate import run_preset
 
-        preset = SIMS_PRESETS[filename]
+        preset = SIMS_FILES[filename]  # the preset that writes it
         argv = ["simulate", "--preset", preset, "--out", str(folder)] + (["--quick"] if ctx.quick else [])
         command = "mr2 " + shlex.join(argv)
         make_missing(ctx, command, lambda: run_preset(preset, folder, quick=ctx.quick, n_jobs=SIMS_JOBS))

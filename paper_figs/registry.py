@@ -18,6 +18,7 @@ FIGURES: dict[int, str] = {
     6: "paper_figs.fig6_loss_speed",
     7: "paper_figs.fig7_statistics_vs_error",
     8: "paper_figs.fig8_probe_effects",
+    9: "paper_figs.fig9_rule_scores",
 }
 
 

@@ -17,7 +17,14 @@ from mr2_core.io import write_csv, write_json
 from mr2_core.seeding import as_generator
 from mr2_core.summaries import class_summary
 
-__all__ = ["write_all", "write_runs", "write_sims", "write_loss_bench", "FASHION_CLASSES"]
+__all__ = [
+    "write_all",
+    "write_runs",
+    "write_sims",
+    "write_rule_scores",
+    "write_loss_bench",
+    "FASHION_CLASSES",
+]
 
 FASHION_CLASSES = FASHION_MNIST_CLASSES
 _BASE_ACC = np.array([0.86, 0.97, 0.83, 0.90, 0.84, 0.96, 0.66, 0.95, 0.97, 0.96])
@@ -177,6 +184,36 @@ def write_sims(folder: str | Path, *, rng: int | np.random.Generator = 0) -> Pat
     return folder
 
 
+def write_rule_scores(folder: str | Path, *, rng: int | np.random.Generator = 0) -> Path:
+    """Write ``margin_vs_separation.csv`` and ``rule_scores.csv`` (``sims.scores.rule_scores`` of those
+    rows) in ``folder``: two separations, K = 2 and 5, invented optima near the bound's prediction."""
+    from sims.scores import rule_scores
+
+    gen = as_generator(rng)
+    folder = Path(folder)
+    rows = []
+    for K, d in ((2, 2), (5, 8)):
+        for mu in (0.75, 1.5):
+            for loss in ("additive", "temperature"):
+                for n in (10, 100):
+                    for ratio in (0.5, 1.0, 2.0):
+                        bound = np.log((mu**2 + d * ratio**2) / (mu**2 + d)) / 3.0
+                        for crit in ("balanced", "worst_class"):
+                            point = bound + gen.normal(0, 0.3)
+                            rows.append(
+                                dict(K=K, loss=loss, d=d, n_per_class=n, mu=mu, sigma_ratio=ratio,
+                                     criterion=crit, opt_log_margin_ratio=point, ci_low=point - 0.2,
+                                     ci_high=point + 0.2, theory_log_margin_ratio=bound, at_boundary=False,
+                                     separation=2 * mu, oracle_log_margin_ratio=np.log(ratio),
+                                     ldam_log_margin_ratio=0.0, uniform_log_margin_ratio=0.0)
+                            )  # fmt: skip
+    frame = _contract_frame("margin_vs_separation.csv", rows)
+    write_csv(folder / "margin_vs_separation.csv", frame)
+    path = folder / "rule_scores.csv"
+    write_csv(path, _contract_frame("rule_scores.csv", rule_scores(frame).to_dict("records")))
+    return path
+
+
 def write_loss_bench(folder: str | Path, *, rng: int | np.random.Generator = 0) -> Path:
     """Write ``loss_bench.csv`` as ``mr2 bench loss`` does (its columns and impl names) in ``folder``."""
     import pandas as pd
@@ -218,5 +255,6 @@ def write_all(results: str | Path, *, rng: int = 0) -> Path:
     write_runs(results / "runs" / "fmnist-probe", losses=PROBE_LOSSES, seeds=tuple(range(6)), rng=rng + 1,
                effects=effects, seed_sd=0.01)  # fmt: skip
     write_sims(results / "sims", rng=rng)
+    write_rule_scores(results / "sims", rng=rng)
     write_loss_bench(results / "bench", rng=rng)
     return results

@@ -6,6 +6,9 @@ computes each setting once and a single preset rerun after ``all`` costs nothing
 * ``margin-vs-variance``: the empirically optimal margins under each criterion, with bootstrap CIs
   over seeds, beside the theory's (``theory.optimal_margins``), and the empirical exponent of margin
   against spread, d log gamma / d log a, beside the theory's 1/3;
+* ``margin-vs-separation``: the same optima over a joint grid of separations (mean norm mu) and
+  variance ratios, so that the two no longer move together, and every rule's prediction scored
+  against them (``sims.scores``: the bound, the Gaussian oracle, LDAM, uniform);
 * ``theory-vs-uniform``: per-class error and disparity under uniform margins, the theory's margins
   and the empirical optimum (cross-fitted over seeds, so its error is not selected on itself);
 * ``bound-vs-gap``: per class, the bound's margin term against the true generalisation gap.
@@ -23,10 +26,11 @@ import numpy as np
 import pandas as pd
 
 from mr2_core.checks import bad
-from mr2_core.contracts import SIMS_PRESETS
+from mr2_core.contracts import SIMS_PRESETS, SIMS_REGIME_COLUMNS
 from mr2_core.stats import bootstrap_ci
 from sims.config import EvalConfig, LearnerConfig, MixtureConfig, SearchConfig, Setting
 from sims.evaluate import CRITERIA, criterion
+from sims.scores import k2_geometry, rule_columns
 from sims.search import STAGE_GRID, SettingResult, parabolic_argmin
 from theory import class_bound_term
 
@@ -34,6 +38,7 @@ __all__ = [
     "PRESETS",
     "PresetSpec",
     "preset_settings",
+    "FAMILIES",
     "margin_vs_variance",
     "exponents",
     "theory_vs_uniform",
@@ -42,6 +47,9 @@ __all__ = [
 ]
 
 PRESETS = SIMS_PRESETS
+# the sweep's families of settings: "variance" varies the variance ratio at one separation per K;
+# "separation" crosses every variance ratio with several separations (it contains "variance")
+FAMILIES = ("variance", "separation")
 N_BOOT = 2000  # bootstrap resamples for every CI
 BOOT_SEED = 20260  # the bootstrap's own generator seed (CIs are reproducible)
 
@@ -67,6 +75,11 @@ class PresetSpec:
     mu_multi: float = 2.5  # K = 5 simplex mean norm: neighbours 3.95 apart, about 10% error at sigma = 1
     mean_margin: float = 1.0  # cbar (the official code's)
     l2: float = 1e-2  # lambda of the learner
+    # "separation" family: further K = 2 / K > 2 mean norms, each crossed with every variance ratio
+    # (K = 2: the means are 2 mu apart; K = 5: neighbours mu sqrt(2K/(K-1)) apart)
+    separations_k2: tuple[float, ...] = ()
+    separations_multi: tuple[float, ...] = ()
+    separations_multi_n: tuple[int, ...] = ()  # K > 2 sample sizes of the further separations (() = all)
 
 
 FULL = PresetSpec(
@@ -83,6 +96,11 @@ FULL = PresetSpec(
     beta_grid=21,
     refine_rounds=2,
     beta_range=2.5,
+    separations_k2=(0.75, 1.0, 3.0),
+    separations_multi=(1.5, 4.0),
+    # a K = 5 setting costs about a minute on the shared 2 cores whatever n (the Monte Carlo test error
+    # dominates): the further K = 5 separations run at n = 100 and 1000 only
+    separations_multi_n=(100, 1000),
 )
 QUICK = PresetSpec(
     sigma_ratios=(0.25, 0.5, 1.0, 2.0, 4.0),
@@ -97,25 +115,42 @@ QUICK = PresetSpec(
     seeds_multi=4,
     beta_grid=7,
     refine_rounds=1,
+    separations_k2=(0.75, 3.0),
 )
 
 
-def preset_settings(quick: bool = False, spec: PresetSpec | None = None) -> list[Setting]:
-    """Every setting of the sweep shared by the presets (K = 2 grid, then the K = 5 settings)."""
+def preset_settings(
+    quick: bool = False, spec: PresetSpec | None = None, family: str = "variance"
+) -> list[Setting]:
+    """Every setting of a family of the sweep (K = 2 grid, then the K = 5 settings).
+
+    ``variance``: the mean norms ``mu_k2`` / ``mu_multi``; ``separation``: those and the
+    ``separations_*`` crossed with every variance ratio. A setting in both is the same setting (same
+    key), so it is computed once and read from the cache by the other family.
+    """
     spec = spec or (QUICK if quick else FULL)
+    if family not in FAMILIES:
+        raise bad("family", family, f"one of {FAMILIES}")
+    mus_k2, mus_multi = (spec.mu_k2,), (spec.mu_multi,)
+    if family == "separation":
+        mus_k2 += tuple(m for m in spec.separations_k2 if m != spec.mu_k2)
+        mus_multi += tuple(m for m in spec.separations_multi if m != spec.mu_multi)
     out = []
     for loss in spec.losses:
         learner = LearnerConfig(loss=loss, mean_margin=spec.mean_margin, l2=spec.l2)
-        for d in spec.dims:
-            for n in spec.n_per_class:
-                for ratio in spec.sigma_ratios:
-                    mix = MixtureConfig(sigmas=(1.0, ratio), n_per_class=(n, n), d=d, mu=spec.mu_k2)
-                    search = SearchConfig(grid_size=spec.grid_size)
-                    out.append(Setting(mix, learner, search, EvalConfig(), spec.seeds_k2, tag="k2"))
-        for d in spec.multi_dims:
+        for mu in mus_k2:
+            for d in spec.dims:
+                for n in spec.n_per_class:
+                    for ratio in spec.sigma_ratios:
+                        mix = MixtureConfig(sigmas=(1.0, ratio), n_per_class=(n, n), d=d, mu=mu)
+                        search = SearchConfig(grid_size=spec.grid_size)
+                        out.append(Setting(mix, learner, search, EvalConfig(), spec.seeds_k2, tag="k2"))
+        for mu, d in ((mu, d) for mu in mus_multi for d in spec.multi_dims):
             for n in spec.n_per_class if not spec.multi_n else spec.multi_n:
+                if mu != spec.mu_multi and spec.separations_multi_n and n not in spec.separations_multi_n:
+                    continue
                 K = len(spec.multi_sigmas)
-                mix = MixtureConfig(sigmas=spec.multi_sigmas, n_per_class=(n,) * K, d=d, mu=spec.mu_multi)
+                mix = MixtureConfig(sigmas=spec.multi_sigmas, n_per_class=(n,) * K, d=d, mu=mu)
                 search = SearchConfig(
                     beta_grid=spec.beta_grid,
                     refine_rounds=spec.refine_rounds,
@@ -143,7 +178,7 @@ def _regime(res: SettingResult) -> tuple:
     return (m.K, s.learner.loss, m.d, m.n_per_class[0], m.mu)
 
 
-REGIME_COLS = ["K", "loss", "d", "n_per_class", "mu"]
+REGIME_COLS = list(SIMS_REGIME_COLUMNS)
 
 
 def _group(results: Sequence[SettingResult]) -> dict[tuple, list[SettingResult]]:
@@ -297,6 +332,8 @@ def _row(base, res, crit, k, point, lo, hi, at_boundary, theory_lr) -> dict:
     ref = s.reference
     mean = res.mean_criterion(crit)  # (C,) over every candidate, the theory's included
     search = res.search_mask()
+    geometry = k2_geometry(res, crit, float(point), res.stage == STAGE_GRID)
+    rules = rule_columns(res, crit, k)
     return {
         **base,
         "sigma_ratio": s.mixture.sigmas[k] / s.mixture.sigmas[ref],
@@ -316,6 +353,10 @@ def _row(base, res, crit, k, point, lo, hi, at_boundary, theory_lr) -> dict:
         "mean_margin": s.learner.mean_margin,
         "l2": s.learner.l2,
         "setting": s.key,
+        "separation": rules.pop("separation"),
+        **rules,
+        "oracle_error": geometry.pop("oracle_error"),
+        **geometry,
     }
 
 

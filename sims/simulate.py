@@ -1,8 +1,8 @@
 """Run a preset end to end: sweep (resumable), tables, manifest and verdict, all written atomically.
 
-Files in ``out`` (docs/CONTRACTS.md): ``margin_vs_variance.csv``, ``theory_vs_uniform.csv``,
-``bound_vs_gap.csv``, ``exponents.csv``, ``verdict.csv``, ``manifest.json``, ``summary.md``, and the
-per-setting cache in ``out/cache/``.
+Files in ``out``: the tables of ``mr2_core.contracts.SIMS_FILES`` that the preset writes, its
+``SIMS_MANIFEST_FILE`` and ``SIMS_SUMMARY_FILE``, and the per-setting cache in ``out/cache/``
+(docs/CONTRACTS.md).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mr2_core.contracts import SIMS_FILES, SIMS_MANIFEST_FILE, SIMS_SUMMARY_FILE
 from mr2_core.io import code_version, write_csv, write_json, write_text
 from sims.experiments import (
     N_BOOT,
@@ -24,6 +25,7 @@ from sims.experiments import (
     preset_settings,
     theory_vs_uniform,
 )
+from sims.scores import geometry_scores, rule_scores
 from sims.sweep import run_sweep
 from sims.verdict import summary_markdown, verdict_table
 
@@ -55,29 +57,37 @@ def run_preset(
     out = Path(out)
     t0 = time.perf_counter()
     load_start = _load()
-    settings = preset_settings(quick=quick)
+    want = PRESETS[:-1] if preset == "all" else (preset,)
+    variance = preset_settings(quick=quick)
+    # the separation family contains the variance family: one sweep computes each setting once
+    family = "separation" if "margin-vs-separation" in want else "variance"
+    settings = preset_settings(quick=quick, family=family)
     sweep = run_sweep(settings, out / "cache", n_jobs=n_jobs, backend=backend, progress=progress)
     t_sweep = time.perf_counter() - t0
-    results = sweep.results
-    want = PRESETS[:-1] if preset == "all" else (preset,)
-    files = []
-    mvv = exps = vt = tvu = bvg = None
+    by_key = {r.setting.key: r for r in sweep.results}
+    results = [by_key[s.key] for s in variance]
+    tables: dict = {}
+    mvv = exps = vt = tvu = bvg = scores = geo = None
     if "margin-vs-variance" in want:
         mvv, exps = analyse_margins(results)
         vt = verdict_table(exps, mvv)
-        write_csv(out / "margin_vs_variance.csv", mvv)
-        write_csv(out / "exponents.csv", exps)
-        write_csv(out / "verdict.csv", vt)
-        files += ["margin_vs_variance.csv", "exponents.csv", "verdict.csv"]
+        tables.update({"margin_vs_variance.csv": mvv, "exponents.csv": exps, "verdict.csv": vt})
+    if "margin-vs-separation" in want:
+        mvs, _ = analyse_margins(sweep.results)
+        scores, geo = rule_scores(mvs), geometry_scores(mvs)
+        tables.update({"margin_vs_separation.csv": mvs, "rule_scores.csv": scores})
     if "theory-vs-uniform" in want:
         tvu = theory_vs_uniform(results)
-        write_csv(out / "theory_vs_uniform.csv", tvu)
-        files.append("theory_vs_uniform.csv")
+        tables["theory_vs_uniform.csv"] = tvu
     if "bound-vs-gap" in want:
         bvg = bound_vs_gap(results)
-        write_csv(out / "bound_vs_gap.csv", bvg)
-        files.append("bound_vs_gap.csv")
-    diag = [r.diagnostics for r in results]
+        tables["bound_vs_gap.csv"] = bvg
+    for name, table in tables.items():
+        if name not in SIMS_FILES:
+            raise RuntimeError(f"{name} is not in mr2_core.contracts.SIMS_FILES")
+        write_csv(out / name, table)
+    files = list(tables)
+    diag = [r.diagnostics for r in sweep.results]  # every setting of the sweep, both families
     manifest = {
         "preset": preset,
         "quick": quick,
@@ -99,8 +109,10 @@ def run_preset(
         "n_boot": N_BOOT,
         "seeds": [{"key": s.key, "base_seed": s.base_seed, "n_seeds": s.n_seeds} for s in settings],
         "settings": [s.to_dict() for s in settings],
-        "setting_seconds": {r.setting.key: round(r.diagnostics.get("seconds", 0.0), 3) for r in results},
-        "files": files + ["summary.md", "manifest.json"],
+        "setting_seconds": {
+            r.setting.key: round(r.diagnostics.get("seconds", 0.0), 3) for r in sweep.results
+        },
+        "files": files + [SIMS_SUMMARY_FILE, SIMS_MANIFEST_FILE],
     }
     manifest["seconds_total"] = round(time.perf_counter() - t0, 2)
     version = manifest["code_version"]
@@ -113,9 +125,9 @@ def run_preset(
         "wall time": f"{manifest['seconds_total']:.0f} s with n_jobs={n_jobs} ({backend}); load average "
         f"{load_start} -> {manifest['load_average_end']}",
     }
-    text = summary_markdown(vt if vt is not None else _empty(), tvu, bvg, header)
-    write_text(out / "summary.md", text + "\n")
-    write_json(out / "manifest.json", manifest)
+    text = summary_markdown(vt if vt is not None else _empty(), tvu, bvg, header, scores=scores, geometry=geo)
+    write_text(out / SIMS_SUMMARY_FILE, text + "\n")
+    write_json(out / SIMS_MANIFEST_FILE, manifest)
     if echo:
         print(text)
     return manifest

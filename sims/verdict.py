@@ -14,13 +14,26 @@ on the other side). The verdict:
 
 The magnitude is set beside the theory's exponent (1/3). Nothing here is tuned: the table is
 whatever the sweep measured.
+
+Which rule predicts the optima (:func:`rule_verdict`): per (K, margin form, criterion), every rule's
+mean absolute error against the empirical optimum, pooled over the regimes of ``rule_scores.csv``
+(weighted by their settings); the best rule is the one with the smallest; it "predicts" the optima
+where its error is below ``PREDICTS_MAE`` and the CIs hold its value in at least ``PREDICTS_IN_CI`` of
+the settings. The thresholds are fixed here, before any run, and are the same for every rule.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
-__all__ = ["verdict_table", "summary_markdown"]
+from mr2_core.contracts import SIMS_REGIME_COLUMNS, SIMS_RULES
+
+__all__ = ["verdict_table", "rule_verdict", "summary_markdown", "PREDICTS_MAE", "PREDICTS_IN_CI"]
+
+PREDICTS_MAE = 0.25  # nats of log(gamma_k / gamma_ref): a rule within this of the optimum on average...
+PREDICTS_IN_CI = 0.5  # ...and inside the optimum's 95% CI in at least this share of settings "predicts"
+TIE_ATOL = 1e-9  # rules whose pooled MAE differ by less are tied (named together as the best)
 
 
 def _fmt(x: float, digits: int = 2) -> str:
@@ -34,7 +47,7 @@ def verdict_table(exps: pd.DataFrame, mvv: pd.DataFrame) -> pd.DataFrame:
     lies strictly on the theory's side of 0 (a larger margin for the larger spread) or strictly on
     the other side.
     """
-    keys = ["K", "loss", "d", "n_per_class", "mu", "criterion"]
+    keys = [*SIMS_REGIME_COLUMNS, "criterion"]
     rows = []
     for _, e in exps.iterrows():
         sel = mvv
@@ -69,6 +82,47 @@ def verdict_table(exps: pd.DataFrame, mvv: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def rule_verdict(scores: pd.DataFrame, by: tuple[str, ...] = ("K", "loss", "criterion")) -> pd.DataFrame:
+    """Per group of ``by``: every rule's MAE, bias and CI share pooled over the regimes of ``scores``
+    (``rule_scores.csv``; weighted by their settings), the best rule by MAE and whether it predicts.
+
+    Columns: ``by``, ``mae_<rule>`` for each rule, ``best``, ``best_mae``, ``best_bias``,
+    ``best_in_ci``, ``runner_up``, ``margin`` (runner-up's MAE minus the best's), ``predicts``.
+    """
+    rows = []
+    for key, g in scores.groupby(list(by), sort=True):
+        key = key if isinstance(key, tuple) else (key,)
+        pooled = {}
+        for rule in SIMS_RULES:
+            r = g[(g["rule"] == rule) & (g["settings"] > 0)]
+            w = r["settings"].to_numpy(dtype=float)
+            if w.sum() == 0:
+                continue
+            pooled[rule] = {c: float(np.average(r[c], weights=w)) for c in ("mae", "bias", "in_ci")}
+        if not pooled:
+            continue
+        order = sorted(pooled, key=lambda k: pooled[k]["mae"])
+        best = pooled[order[0]]
+        # rules with the same error (LDAM and uniform on balanced classes) are named together
+        tied = [r for r in order if pooled[r]["mae"] - best["mae"] <= TIE_ATOL]
+        rest = [r for r in order if r not in tied]
+        row = {**dict(zip(by, key, strict=True))}
+        row.update({f"mae_{rule}": pooled.get(rule, {}).get("mae", np.nan) for rule in SIMS_RULES})
+        row.update(
+            {
+                "best": "/".join(tied),
+                "best_mae": best["mae"],
+                "best_bias": best["bias"],
+                "best_in_ci": best["in_ci"],
+                "runner_up": rest[0] if rest else "",
+                "margin": pooled[rest[0]]["mae"] - best["mae"] if rest else np.nan,
+                "predicts": bool(best["mae"] < PREDICTS_MAE and best["in_ci"] >= PREDICTS_IN_CI),
+            }
+        )
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def _md_table(df: pd.DataFrame) -> str:
     cols = list(df.columns)
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
@@ -77,10 +131,86 @@ def _md_table(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def _num(v: float, fmt: str = "+.2f") -> str:
+    return "n/a" if v is None or not np.isfinite(v) else format(v, fmt)
+
+
+def rules_markdown(scores: pd.DataFrame, geometry: pd.DataFrame | None = None) -> str:
+    """The rule scores as Markdown: the verdict per (K, form, criterion), then every regime."""
+    out = [
+        "## Which margin rule predicts the optima",
+        "",
+        "Error of each rule's predicted log(gamma_k/gamma_ref) against the empirical optimum, over the "
+        "settings of the separation x variance grid (settings where every rule predicts 0 left out). "
+        "MAE = mean |predicted - optimal| (nats), pooled over d and n weighted by settings; best = "
+        f"smallest MAE; it predicts when MAE < {PREDICTS_MAE} and the optimum's 95% CI holds the "
+        f"prediction in >= {PREDICTS_IN_CI:.0%} of settings. LDAM's n^(-1/4) equals uniform here "
+        "(balanced classes).",
+        "",
+    ]
+    rv = rule_verdict(scores)
+    show = pd.DataFrame(
+        {
+            "K": rv["K"],
+            "loss": rv["loss"],
+            "criterion": rv["criterion"],
+            **{f"MAE {r}": rv[f"mae_{r}"].map(lambda v: _num(v, ".2f")) for r in SIMS_RULES},
+            "best (bias, in CI)": rv.apply(
+                lambda r: f"{r['best']} ({_num(r['best_bias'])}, {r['best_in_ci']:.0%})", axis=1
+            ),
+            "lead over runner-up": rv.apply(
+                lambda r: f"{_num(r['margin'], '.2f')} ({r['runner_up']})", axis=1
+            ),
+            "predicts": rv["predicts"].map({True: "yes", False: "no"}),
+        }
+    )
+    out += [_md_table(show), ""]
+    per = scores.copy()
+    per["MAE / bias / in CI"] = per.apply(
+        lambda r: f"{_num(r['mae'], '.2f')} / {_num(r['bias'])} / {_num(r['in_ci'], '.0%')}", axis=1
+    )
+    wide = per.pivot_table(
+        index=["K", "loss", "criterion", "d", "n_per_class"],
+        columns="rule",
+        values="MAE / bias / in CI",
+        aggfunc="first",
+    )[list(SIMS_RULES)].reset_index()
+    settings = per.groupby(["K", "loss", "criterion", "d", "n_per_class"])["settings"].max().to_numpy()
+    wide.insert(5, "settings", settings)
+    out += ["### Per regime (MAE / bias / share of CIs holding the prediction)", "", _md_table(wide), ""]
+    if geometry is not None and len(geometry):
+        g = geometry.copy()
+        for c in ("geo_mae", "separation_kept", "geo_gain"):
+            g[c] = g[c].map(lambda v: _num(v, ".2f"))
+        g["geo_bias"] = g["geo_bias"].map(_num)
+        g["excess_error"] = g["excess_error"].map(lambda v: _num(v, ".4f"))
+        out += [
+            "### K = 2: the trained boundary against the population oracle (geometric units)",
+            "",
+            "At each empirical optimum: `geo_mae`/`geo_bias` = |oracle - trained| / (oracle - trained) "
+            "log-ratio of the distances from the means to the trained boundary (the oracle taken at the "
+            "separation the trained direction keeps); `separation_kept` = projected distance between the "
+            "means along the trained normal over the true one (1 = the population optimum's direction); "
+            "`geo_gain` = d log(m_v/m_ref) / d log(gamma_v/gamma_ref) at uniform margins (+1 = the "
+            "stated mapping; < 0: a larger loss margin gives the class less room); `excess_error` = the "
+            "optimum's error minus the population oracle's (the best linear rule).",
+            "",
+            _md_table(g),
+            "",
+        ]
+    return "\n".join(out)
+
+
 def summary_markdown(
-    vt: pd.DataFrame, tvu: pd.DataFrame | None, bvg: pd.DataFrame | None, header: dict
+    vt: pd.DataFrame,
+    tvu: pd.DataFrame | None,
+    bvg: pd.DataFrame | None,
+    header: dict,
+    *,
+    scores: pd.DataFrame | None = None,
+    geometry: pd.DataFrame | None = None,
 ) -> str:
-    """The Markdown summary written to ``summary.md`` (and printed)."""
+    """The Markdown summary written to ``summary.md`` (``SIMS_SUMMARY_FILE``) and printed."""
     out = ["# Gaussian-mixture simulations: does the optimal margin grow with the class's variance?", ""]
     out += [f"- {k}: {v}" for k, v in header.items()]
     out += [
@@ -119,6 +249,8 @@ def summary_markdown(
             "edge",
         ]
         out += ["## Verdict table", "", _md_table(show[cols]), ""]
+    if scores is not None and len(scores):
+        out += [rules_markdown(scores, geometry)]
     if tvu is not None and len(tvu):
         agg = tvu[(tvu["choice"] == "theory") & (tvu["metric"].isin(["balanced_error", "worst_class_error"]))]
         rows = []

@@ -5,6 +5,9 @@
   rules, and the bound's complexity terms with their derived constant.
 * ``theory.tradeoff``: the margins that minimise the bound with its empirical ramp risk kept
   (Gaussian class margins; NumPy and SciPy).
+* ``theory.oracle``: the Gaussian oracle, the error-optimal margins of isotropic Gaussian classes
+  (worst-class and balanced error; exact for two classes, nearest rival for more) and the
+  temperature crossover of CE(z/gamma).
 * ``theory.derivation``: the SymPy derivation, step by step (imported lazily: SymPy is slow to load);
   steps 8-12 on what the bound does and does not say live in ``theory.tradeoff_derivation``,
   ``theory.limits`` and ``theory.centring`` (the statistic with a bias in the head).
@@ -29,6 +32,7 @@ from theory.margins import (
     per_class_margins,
     power_mean,
 )
+from theory.oracle import oracle_log_ratio, oracle_margins, oracle_share, temperature_crossover
 from theory.tradeoff import Tradeoff, gaussian_ramp_risk, tradeoff_margins, two_gaussians
 
 __all__ = [
@@ -48,4 +52,8 @@ __all__ = [
     "tradeoff_margins",
     "gaussian_ramp_risk",
     "two_gaussians",
+    "oracle_margins",
+    "oracle_share",
+    "oracle_log_ratio",
+    "temperature_crossover",
 ]

@@ -1,10 +1,11 @@
 """Step 12 of the derivation: a bias in the head, and the statistic the bound then supports.
 
-W h + b = W (h - c) + (b + W c) for any constant c, so the bound holds on h - c with
-a_k(c) = ||mu_k - c||^2 + s_k^2; its prior-weighted sum is smallest at the weighted centroid of the
-class means. The bound therefore supports the centred statistic ||mu_k - mu_bar||^2 + s_k^2 (not s_k^2
+W h + b = W (h - c) + (b + W c) for any constant c, so the bound holds on (h - c, 1) with
+a_k(c) = ||mu_k - c||^2 + s_k^2 + 1 (the +1 from the constant feature) when the norm constraint is
+placed on (W, b + W c); its prior-weighted sum is smallest at the weighted centroid of the class
+means. The bound therefore supports the centred statistic ||mu_k - mu_bar||^2 + s_k^2 + 1 (not s_k^2
 alone, and not the second moment about the origin a_k of MR2). ``theory.margins.centred_spread`` is
-its numeric version.
+its numeric version without the constant +1.
 """
 
 from __future__ import annotations
@@ -13,9 +14,8 @@ import functools
 
 import sympy as sp
 
-from theory.derivation import _name, symbols
-from theory.steps import LATEX_NAMES, Check, Step
-from theory.symbolic import sum_linear, truth_check, zero_check
+from theory.steps import Check, Step
+from theory.symbolic import named, sum_linear, symbols, truth_check, zero_check
 
 __all__ = ["bias"]
 
@@ -58,6 +58,19 @@ def bias() -> Step:
         zero_check(
             "a_k(c) = (1/n_k) sum_i ||h_i - c||^2 = ||mu_k - c||^2 + s_k^2 (the spread s_k^2 does not move)",
             lhs - (sum((mean[col] - cc[col]) ** 2 for col in range(dd)) + var),
+            f"symbolic, explicit entries, n = {nn}, d = {dd}",
+            simplify=False,
+        )
+    )
+    # (2b) The bias as a constant feature rho: (h - c, rho) has second moment a_k(c) + rho^2, and
+    # ||(W, b_c / rho)||_F <= B constrains the re-centred bias b_c = b + W c, not b itself.
+    rho = sp.Symbol("rho", positive=True)
+    lhs_rho = sum(sum((H[r, col] - cc[col]) ** 2 for col in range(dd)) + rho**2 for r in range(nn)) / nn
+    checks.append(
+        zero_check(
+            "with the bias as a constant feature rho, the second moment of (h - c, rho) is "
+            "||mu_k - c||^2 + s_k^2 + rho^2 (+1 for rho = 1, the same for every class)",
+            lhs_rho - (sum((mean[col] - cc[col]) ** 2 for col in range(dd)) + var + rho**2),
             f"symbolic, explicit entries, n = {nn}, d = {dd}",
             simplify=False,
         )
@@ -117,25 +130,27 @@ def bias() -> Step:
             "symbolic, one coordinate",
         )
     )
-    a_c = _name("aₖ(c)", r"a_k(c)")
-    cbar_sym = _name("μ̄", r"\bar\mu")
-    norm_mk = _name("‖μₖ − c‖²", r"\|\mu_k - c\|^2", nonnegative=True)
-    s2 = _name("sₖ²", r"s_k^{2}", nonnegative=True)
+    a_c = named("aₖ(c)", r"a_k(c)")
+    cbar_sym = named("μ̄", r"\bar\mu")
+    norm_mk = named("‖μₖ − c‖²", r"\|\mu_k - c\|^2", nonnegative=True)
+    s2 = named("sₖ²", r"s_k^{2}", nonnegative=True)
     statements = (
-        sp.Eq(sp.Symbol("Wh + b"), sp.Symbol("W(h − c) + (b + Wc)")),
-        sp.Eq(a_c, norm_mk + s2),
+        sp.Eq(named("Wh + b", r"W h + b"), named("W(h − c) + (b + Wc)", r"W (h - c) + (b + W c)")),
+        sp.Eq(a_c, norm_mk + s2 + 1),
         sp.Eq(sp.Derivative(Q, c), dQ),
         sp.Eq(cbar_sym, centroid),
-        sp.Eq(sp.Symbol("min_c"), between),
+        sp.Eq(named("min_c", r"\min_c \sum_k v_k a_k(c) - \sum_k v_k s_k^2\ (K = 2)"), between),
     )
-    LATEX_NAMES[statements[0].lhs] = r"W h + b"
-    LATEX_NAMES[statements[0].rhs] = r"W (h - c) + (b + W c)"
-    LATEX_NAMES[statements[-1].lhs] = r"\min_c \sum_k v_k a_k(c) - \sum_k v_k s_k^2\ (K = 2)"
     explanation = (
         "A head with a bias computes $Wh + b = W(h - c) + b_c$ with $b_c = b + Wc$, for any fixed $c$. "
-        "Redoing steps 2-3 on the features $h - c$ (the bias as a constant feature, adding 1 to every "
-        "$a_k$ as in A2) gives the same bound with $a_k(c) = \\|\\mu_k - c\\|^2 + s_k^2$: the spread "
-        "$s_k^2$ is unchanged and only the mean's term moves. The bound's term "
+        "Redoing steps 2-3 on the features $(h - c, 1)$ (the bias as a constant feature, as in A2) "
+        "gives the same bound with $a_k(c) = \\|\\mu_k - c\\|^2 + s_k^2 + 1$: the spread $s_k^2$ is "
+        "unchanged, only the mean's term moves, and the constant feature carries a $+1$ ($+\\rho^2$ for "
+        "a constant $\\rho$), the same for every class but not negligible in the margins' ratios when "
+        "$a_k$ is of order 1. **Where the norm constraint sits decides the statistic:** the bound "
+        "constrains $\\|(W, b_c)\\|_F \\le B$ with the re-centred bias $b_c = b + Wc$, so each "
+        "centre $c$ is a different hypothesis class; a constraint on $(W, b)$ itself is the case "
+        "$c = 0$, with $a_k = \\|\\mu_k\\|^2 + s_k^2 + 1$. The bound's term "
         "$\\sum_k w_k a_k(c)/\\gamma_k^2$ is a weighted sum $\\sum_k v_k a_k(c)$ with "
         "$v_k = w_k/\\gamma_k^2$, smallest at the weighted centroid $\\bar\\mu = \\sum_k v_k\\mu_k / "
         "\\sum_k v_k$; at uniform margins $v \\propto \\pi$ and $\\bar\\mu$ is the prior-weighted mean "

@@ -1,4 +1,4 @@
-"""Steps 9-12 of the derivation: what the bound and its allocation do and do not say.
+"""Steps 9-11 of the derivation: what the bound and its allocation do and do not say.
 
 9. :func:`budget`: the budget fixes the exponent. sum gamma = K cbar gives 1/(p+1); a geometric
    budget (prod gamma fixed) gives 1/p; minimising the worst per-class term (minimax, KKT) gives 1/p.
@@ -7,45 +7,37 @@
     term); its term is 4 B sqrt(K/n_k) sqrt(a_k) / gamma_k, and the worst class asks for minimax.
 11. :func:`per_class`: LDAM's place. Averaging the per-class bounds (p = 1 on sqrt(a_k/n_k)) gives
     gamma_k ~ (a_k/n_k)^(1/4), LDAM's n_k^(-1/4) when the a_k are equal.
-12. ``theory.centring.bias``: with a bias, W h + b = W (h - c) + (b + W c) for any c; the bound on h - c has
-    a_k(c) = ||mu_k - c||^2 + s_k^2, whose weighted sum is smallest at the weighted centroid.
-
-Step 8 (the empirical ramp risk kept) is in ``theory.tradeoff_derivation``. :func:`numeric_limits`
-lambdifies the results for ``tests/theory``, which compares them with ``theory.margins``.
+Step 8 (the empirical ramp risk kept) is in ``theory.tradeoff_derivation`` and step 12 (a bias in
+the head) in ``theory.centring``; ``theory.numeric_rules.numeric_limits`` lambdifies the results of
+steps 8-12 for ``tests/theory``, which compares them with ``theory.margins``.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from types import SimpleNamespace
-from typing import Any
 
 import numpy as np
 import sympy as sp
 
-from theory.derivation import (
-    _elasticity,
-    _lambdify,
-    _name,
-    _pad,
-    _replace_indexed,
-    allocation,
-    bound,
-    special_cases,
+from theory.allocation_derivation import allocation, special_cases
+from theory.bound_derivation import bound
+from theory.steps import Check, Step
+from theory.symbolic import (
+    assume_in_range,
+    elasticity,
+    named,
+    normalise_powers,
+    replace_indexed,
+    sum_linear,
     symbols,
+    truth_check,
+    zero_check,
 )
-from theory.steps import LATEX_NAMES, Check, Step
-from theory.symbolic import assume_in_range, normalise_powers, sum_linear, truth_check, zero_check
 
 __all__ = [
     "budget",
     "worst_class",
     "per_class",
-    "LIMIT_BUILDERS",
-    "numeric_limits",
-    "NumericLimits",
-    "theorem_addendum",
 ]
 
 MINIMAX_N_INSTANCES = 2_000  # random instances for the minimax perturbation check
@@ -142,7 +134,7 @@ def budget() -> Step:
 
     # Minimax: min t s.t. x_k gamma_k^(-p) <= t (multipliers nu_k >= 0), sum gamma = K cbar (lambda).
     nu = sp.IndexedBase("nu", positive=True)
-    tt = _name("t", "t", positive=True)
+    tt = named("t", "t", positive=True)
     lag_mm = (
         tt
         + sp.Sum(nu[j] * (x[j] * g[j] ** (-p) - tt), (j, 1, K))
@@ -210,7 +202,7 @@ def budget() -> Step:
         "geometric": gamma_geo,
         "minimax": gamma_mm,
     }
-    exps = {key: _elasticity(_ratio(expr), x[k]) for key, expr in exps.items()}
+    exps = {key: elasticity(_ratio(expr), x[k]) for key, expr in exps.items()}
     checks.append(
         Check(
             "exponents of x_k: sum budget 1/(p+1), geometric budget 1/p, minimax 1/p "
@@ -223,11 +215,11 @@ def budget() -> Step:
         )
     )
     statements = (
-        sp.Eq(_name("ℒ_geo", r"\mathcal{L}_{\mathrm{geo}}"), lag_geo),
-        sp.Eq(_name("γₖ(geometric)", r"\gamma_k^{\mathrm{geo}}"), gamma_geo),
-        sp.Eq(_name("ℒ_minimax", r"\mathcal{L}_{\mathrm{minimax}}"), lag_mm),
+        sp.Eq(named("ℒ_geo", r"\mathcal{L}_{\mathrm{geo}}"), lag_geo),
+        sp.Eq(named("γₖ(geometric)", r"\gamma_k^{\mathrm{geo}}"), gamma_geo),
+        sp.Eq(named("ℒ_minimax", r"\mathcal{L}_{\mathrm{minimax}}"), lag_mm),
         sp.Eq(nu[k], nu_k),
-        sp.Eq(_name("γₖ(minimax)", r"\gamma_k^{\mathrm{minimax}}"), gamma_mm),
+        sp.Eq(named("γₖ(minimax)", r"\gamma_k^{\mathrm{minimax}}"), gamma_mm),
         sp.Eq(tt, t_mm),
     )
     explanation = (
@@ -286,7 +278,7 @@ def worst_class() -> Step:
     # Theorem 1's complexity term, read off the SymPy result of step 3 (the summand that carries B).
     rhs = bound().results["bound_rhs"]
     joint = sp.Add(*[term for term in sp.Add.make_args(rhs) if term.has(B)])
-    joint_pi = _replace_indexed(joint, s.w, lambda idx: pihat[idx])
+    joint_pi = replace_indexed(joint, s.w, lambda idx: pihat[idx])
     checks = [
         zero_check(
             "class k's own bound: 2 x Maurer's bound on its Rademacher complexity = "
@@ -330,10 +322,10 @@ def worst_class() -> Step:
     ]
     # The worst-class allocation: minimise max_k T_k, i.e. max_k (a_k / n_k) / gamma_k^2 (minimax, step 9).
     minimax = budget().results["gamma_minimax"].subs(s.p, 2)
-    gamma_worst = _replace_indexed(minimax, s.x, lambda idx: a[idx] / nk[idx])
+    gamma_worst = replace_indexed(minimax, s.x, lambda idx: a[idx] / nk[idx])
     gamma_worst = sp.simplify(sp.expand_power_base(gamma_worst, force=True))
-    e_a = _elasticity(_ratio(gamma_worst), a[k])
-    e_n = _elasticity(_ratio(gamma_worst), nk[k])
+    e_a = elasticity(_ratio(gamma_worst), a[k])
+    e_n = elasticity(_ratio(gamma_worst), nk[k])
     t_worst = sp.simplify(normalise_powers(T.subs(g[k], gamma_worst)))
     checks += [
         Check(
@@ -349,16 +341,16 @@ def worst_class() -> Step:
             f"T_k = {t_worst}",
         ),
     ]
-    err = _name("errₖ(W)", r"\mathrm{err}_k(W)")
-    emp = _name("L̂ₖ(W)", r"\hat L_k(W)")
-    Tk = _name("Tₖ", r"T_k")
+    err = named("errₖ(W)", r"\mathrm{err}_k(W)")
+    emp = named("L̂ₖ(W)", r"\hat L_k(W)")
+    Tk = named("Tₖ", r"T_k")
     Tb = sp.IndexedBase("T", positive=True)
     statements = (
-        sp.Le(_name("R̂ₖ", r"\hat{\mathfrak{R}}_{S_k}"), rad_k),
+        sp.Le(named("R̂ₖ", r"\hat{\mathfrak{R}}_{S_k}"), rad_k),
         sp.Eq(Tk, T),
         sp.Le(err, emp + T + conf),
         sp.Eq(joint_pi, sp.sqrt(sp.Sum(pihat[k] ** 2 * Tb[k] ** 2, (k, 1, K)))),
-        sp.Eq(_name("γₖ(worst class)", r"\gamma_k^{\mathrm{worst}}"), gamma_worst),
+        sp.Eq(named("γₖ(worst class)", r"\gamma_k^{\mathrm{worst}}"), gamma_worst),
     )
     explanation = (
         "Theorem 1 bounds the prior-weighted average of the class risks, so a small bound allows one "
@@ -408,22 +400,22 @@ def per_class() -> Step:
     K, k, j, p, B, cbar, a, nk, x, N = s.K, s.k, s.j, s.p, s.B, s.cbar, s.a, s.nk, s.x, s.count
     T = worst_class().results["class_term"]
     J1 = allocation().results["objective"].subs(p, 1)
-    J1 = _replace_indexed(J1, x, lambda idx: sp.sqrt(a[idx] / nk[idx]))
+    J1 = replace_indexed(J1, x, lambda idx: sp.sqrt(a[idx] / nk[idx]))
     mean_T = sp.Sum(T.subs(k, j), (j, 1, K)) / K
-    gamma_pc = _replace_indexed(
+    gamma_pc = replace_indexed(
         allocation().results["gamma_star"].subs(p, 1), x, lambda idx: sp.sqrt(a[idx] / nk[idx])
     )
     gamma_pc = sp.simplify(sp.powdenest(sp.expand_power_base(gamma_pc, force=True), force=True))
     quarter = sp.Rational(1, 4)
     explicit = K * cbar * (a[k] / nk[k]) ** quarter / sp.Sum((a[j] / nk[j]) ** quarter, (j, 1, K))
-    e_a = _elasticity(_ratio(gamma_pc), a[k])
-    e_n = _elasticity(_ratio(gamma_pc), nk[k])
+    e_a = elasticity(_ratio(gamma_pc), a[k])
+    e_n = elasticity(_ratio(gamma_pc), nk[k])
     A = sp.Symbol("A", positive=True)  # one spread for every class
-    equal_a = _replace_indexed(_replace_indexed(gamma_pc, a, lambda idx: A), nk, lambda idx: N[idx])
+    equal_a = replace_indexed(replace_indexed(gamma_pc, a, lambda idx: A), nk, lambda idx: N[idx])
     ldam = special_cases().results["ldam"]
     ex = special_cases().results["exponents"]
     joint_a, joint_n = ex["mr2"], ex["balanced_imbalanced"]  # the joint bound: a^(1/3), n^(-1/3)
-    e_worst = _elasticity(_ratio(worst_class().results["gamma_worst"]), a[k])
+    e_worst = elasticity(_ratio(worst_class().results["gamma_worst"]), a[k])
     checks = [
         zero_check(
             "(1/K) sum_k T_k = (4 B / sqrt(K)) sum_k sqrt(a_k / n_k) / gamma_k: the allocation of step 4 "
@@ -457,16 +449,16 @@ def per_class() -> Step:
     ]
     statements = (
         sp.Le(
-            _name("(1/K) Σₖ errₖ", r"\frac{1}{K}\sum_{k=1}^K \mathrm{err}_k(W)"),
-            _name(
+            named("(1/K) Σₖ errₖ", r"\frac{1}{K}\sum_{k=1}^K \mathrm{err}_k(W)"),
+            named(
                 "(1/K) Σₖ [L̂ₖ + Tₖ + confₖ]",
                 r"\frac{1}{K}\sum_{k=1}^K \big(\hat L_k + T_k + \mathrm{conf}_k\big)",
             ),
         ),
         sp.Eq(sum_linear(mean_T), 4 * B / sp.sqrt(K) * J1),
-        sp.Eq(_name("γₖ(per-class bounds)", r"\gamma_k^{\mathrm{per\text{-}class}}"), gamma_pc),
+        sp.Eq(named("γₖ(per-class bounds)", r"\gamma_k^{\mathrm{per\text{-}class}}"), gamma_pc),
         sp.Eq(
-            _name("γₖ(per-class, equal a)", r"\gamma_k^{\mathrm{per\text{-}class}}|_{a_k = A}"),
+            named("γₖ(per-class, equal a)", r"\gamma_k^{\mathrm{per\text{-}class}}|_{a_k = A}"),
             sp.simplify(equal_a),
         ),
     )
@@ -494,117 +486,4 @@ def per_class() -> Step:
         explanation,
         tuple(checks),
         {"gamma_per_class": gamma_pc, "per_class_exponents": {"a": e_a, "n": e_n}},
-    )
-
-
-# ------------------------------------------------------------------------------------------------
-# assembly and numeric versions
-
-
-def _tradeoff() -> Step:
-    from theory.tradeoff_derivation import tradeoff
-
-    return tradeoff()
-
-
-def _bias() -> Step:
-    from theory.centring import bias
-
-    return bias()
-
-
-LIMIT_BUILDERS = (_tradeoff, budget, worst_class, per_class, _bias)
-
-
-def theorem_addendum() -> str:
-    """Theorem 3 (one bound per class) and what steps 8-12 add, Markdown with LaTeX from the results."""
-    T = sp.latex(worst_class().results["class_term"], symbol_names=LATEX_NAMES)
-    conf = sp.latex(worst_class().results["class_confidence"], symbol_names=LATEX_NAMES)
-    return (
-        "**Theorem 3 (one bound per class).** Under A1-A5 with $c \\equiv 1$, for every "
-        "$\\delta \\in (0, 1)$, with probability at least $1 - \\delta$ every $W$ with "
-        "$\\|W\\|_F \\le B$ satisfies, for every class $k$ at once,\n\n"
-        f"$$\nP_D(m_W(h, y) \\le 0 \\mid y = k) \\le \\hat L_k(W) + {T} + {conf}\n$$\n\n"
-        "with $\\hat L_k$ the empirical ramp risk of class $k$. Its average over the classes bounds the "
-        "balanced error and its maximum the worst class.\n\n"
-        "**What the allocation leaves out.** Theorem 2 minimises the complexity term only. Which "
-        "exponent comes out depends on the budget (sum: $1/(p+1)$; geometric: $1/p$) and on the "
-        "criterion (average of per-class bounds: $(a_k/n_k)^{1/4}$, LDAM's family; worst class: "
-        "$(a_k/n_k)^{1/2}$); keeping the empirical ramp risk replaces $a_k^{1/3}$ by "
-        "$(a_k/f_k(0))^{1/3}$ for small margins, $f_k(0)$ the density of class $k$'s margin at the "
-        "boundary; a head with a bias supports $a_k = \\|\\mu_k - \\bar\\mu\\|^2 + s_k^2$ "
-        "(steps 8-12)."
-    )
-
-
-class NumericLimits(SimpleNamespace):
-    """NumPy functions lambdified from steps 8-12 (reference for the tests, not a hot path).
-
-    Attributes (1-D float arrays of length K unless said otherwise):
-        geometric(x, cbar, p): step 9's geometric-budget margins.
-        minimax(x, cbar, p): step 9's minimax margins.
-        worst(a, n, cbar): step 10's worst-class margins, x = a / n, p = 2.
-        per_class(a, n, cbar): step 11's margins, (a / n)^(1/4).
-        class_term(a, n, gamma, B): step 10's T_k for every k (shape (K,)).
-        joint_term(a, n, gamma, B): Theorem 1's complexity term with w = pihat = n_k / n, c = 1.
-        ramp_risk(gamma, m, s), window_mean(gamma, m, s), boundary_density(m, s): step 8 (scalars
-            or broadcastable arrays).
-        centroid(v, mu): step 12's c* for one coordinate.
-    """
-
-
-@functools.cache
-def numeric_limits() -> NumericLimits:
-    """Lambdify the results of steps 8-12 (see :class:`NumericLimits`)."""
-    from theory.tradeoff_derivation import tradeoff
-
-    s = symbols()
-    K, k, p, cbar, B, a, nk, g, x, n = s.K, s.k, s.p, s.cbar, s.B, s.a, s.nk, s.g, s.x, s.n
-    step8 = tradeoff().results
-    m_, s_, gam = step8["gaussian_symbols"]
-    f = {
-        "geometric": _lambdify((x, k, K, cbar, p), budget().results["gamma_geometric"]),
-        "minimax": _lambdify((x, k, K, cbar, p), budget().results["gamma_minimax"]),
-        "worst": _lambdify((a, nk, k, K, cbar), worst_class().results["gamma_worst"]),
-        "per_class": _lambdify((a, nk, k, K, cbar), per_class().results["gamma_per_class"]),
-        "class_term": _lambdify((a, nk, g, k, K, B), worst_class().results["class_term"]),
-        "joint": _lambdify(
-            (a, s.pihat, g, K, n, B),
-            _replace_indexed(worst_class().results["joint_term"], s.w, lambda idx: s.pihat[idx]),
-        ),
-        "ramp": _lambdify((gam, m_, s_), step8["ramp_risk"]),
-        "window": _lambdify((gam, m_, s_), step8["window_mean"]),
-        "density": _lambdify((m_, s_), step8["boundary_density"]),
-        "centroid": _lambdify(
-            (sp.IndexedBase("v", positive=True), sp.IndexedBase("mu", real=True), K),
-            _bias().results["centroid"],
-        ),
-    }
-
-    def idx(v: Any) -> np.ndarray:
-        return np.arange(1, len(v) + 1)
-
-    def arr(fn: Callable[..., Any]) -> Callable[..., np.ndarray]:
-        return lambda *args: np.asarray(fn(*args), dtype=np.float64)
-
-    def pad_n(counts: Any) -> np.ndarray:
-        return _pad(counts)
-
-    return NumericLimits(
-        geometric=arr(lambda x_, cbar_, p_: f["geometric"](_pad(x_), idx(x_), len(x_), cbar_, p_)),
-        minimax=arr(lambda x_, cbar_, p_: f["minimax"](_pad(x_), idx(x_), len(x_), cbar_, p_)),
-        worst=arr(lambda a_, n_, cbar_: f["worst"](_pad(a_), pad_n(n_), idx(a_), len(a_), cbar_)),
-        per_class=arr(lambda a_, n_, cbar_: f["per_class"](_pad(a_), pad_n(n_), idx(a_), len(a_), cbar_)),
-        class_term=arr(
-            lambda a_, n_, g_, B_: f["class_term"](_pad(a_), pad_n(n_), _pad(g_), idx(a_), len(a_), B_)
-        ),
-        joint_term=lambda a_, n_, g_, B_: float(
-            f["joint"](
-                _pad(a_), _pad(np.asarray(n_, float) / np.sum(n_)), _pad(g_), len(a_), float(np.sum(n_)), B_
-            )
-        ),
-        ramp_risk=arr(f["ramp"]),
-        window_mean=arr(f["window"]),
-        boundary_density=arr(f["density"]),
-        centroid=lambda v_, mu_: float(f["centroid"](_pad(v_), _pad(mu_), len(v_))),
     )

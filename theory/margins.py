@@ -414,8 +414,9 @@ def centred_spread(class_means: ArrayLike, class_spread: ArrayLike, *, weights: 
 
     A head with a bias can be rewritten on centred features, W h + b = W (h - c) + (b + W c), so the
     bound holds with a_k(c) = ||mu_k - c||^2 + s_k^2 for any fixed c; the prior-weighted sum
-    sum_k pi_k a_k(c) is smallest at c = mu_bar = sum_k pi_k mu_k (``theory.limits.bias``). It keeps
-    the distances between class means: it is not s_k^2 alone.
+    sum_k pi_k a_k(c) is smallest at c = mu_bar = sum_k pi_k mu_k (``theory.centring.bias``). It keeps
+    the distances between class means: it is not s_k^2 alone. Step 12's caveats: the bound's statistic
+    has a +1 (the bias's constant feature) left out here, and needs the norm constraint on (W, b + W c).
 
     Args:
         class_means: shape (K, d), mu_k (feature units).
@@ -461,7 +462,7 @@ def power_mean(x: ArrayLike, r: float) -> ArrayLike:
 
 
 def gain_over_uniform(spread: ArrayLike, *, weights: ArrayLike | None = None, power: float = 2) -> ArrayLike:
-    """Margin term at the optimum over the margin term at uniform margins (same budget); <= 1.
+    """Margin term at the optimum over that at uniform margins (J gains the bare power-mean ratio); <= 1.
 
     Closed form: (M_{1/(p+1)}(x) / M_1(x))^(1/p) with x_k = w_k a_k, independent of cbar. It equals 1
     exactly when all x_k are equal, and falls towards 0 as one class dominates the spread.

@@ -2,8 +2,9 @@
 
 A step holds SymPy statements together with its assumptions, a short explanation and the checks that
 SymPy (or, where said so, NumPy) actually ran when the step was built. Nothing here derives anything;
-``theory.derivation`` builds the steps. Every object prints as text (``str``, ``pretty()``), as
-LaTeX (``latex()``) and renders in Jupyter (``_repr_latex_``, ``_repr_markdown_``).
+the step modules build them and ``theory.assembly`` puts them in order. Every object prints as text
+(``str``, ``pretty()``), as LaTeX (``latex()``) and renders in Jupyter (``_repr_latex_``,
+``_repr_markdown_``).
 """
 
 from __future__ import annotations
@@ -13,17 +14,13 @@ from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 from typing import Any
 
-__all__ = ["Check", "Step", "Derivation", "LATEX_NAMES"]
-
-# Symbols whose plain-text names are not valid LaTeX: rendered with these LaTeX names instead.
-# Filled by ``theory.derivation`` (one shared table so that every step renders alike).
-LATEX_NAMES: dict[Any, str] = {}
+__all__ = ["Check", "Step", "Derivation"]
 
 
 def _latex(expr: Any) -> str:
     import sympy as sp
 
-    return sp.latex(expr, symbol_names=LATEX_NAMES)
+    return sp.latex(expr)  # symbols with non-LaTeX names carry their own (theory.symbolic.named)
 
 
 def _pretty(expr: Any) -> str:

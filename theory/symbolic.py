@@ -4,7 +4,10 @@
 * :func:`assume_in_range`: drop the ``Piecewise`` that SymPy adds when it differentiates a sum with
   respect to one of its terms (valid because a class index lies in 1..K);
 * :func:`rademacher_expectation`: the exact expectation of a polynomial in independent random signs;
-* :func:`zero_check`: build a :class:`theory.steps.Check` from a residual that must simplify to 0.
+* :func:`zero_check`: build a :class:`theory.steps.Check` from a residual that must simplify to 0;
+* :func:`named`, :func:`symbols`, :func:`replace_indexed`, :func:`elasticity`, :func:`lambdify_numpy`
+  and :func:`pad_from_one`: the helpers every step module shares (one home, public, no module state:
+  a symbol carries its own LaTeX name).
 
 Each rule is a textbook identity applied mechanically, so that a derivation that uses it stays a
 proof: nothing here guesses or evaluates numerically.
@@ -12,9 +15,12 @@ proof: nothing here guesses or evaluates numerically.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import functools
+from collections.abc import Callable, Iterable
+from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import sympy as sp
 
 from theory.steps import Check
@@ -27,6 +33,13 @@ __all__ = [
     "normalise_powers",
     "zero_check",
     "truth_check",
+    "NamedSymbol",
+    "named",
+    "symbols",
+    "replace_indexed",
+    "elasticity",
+    "lambdify_numpy",
+    "pad_from_one",
 ]
 
 
@@ -140,3 +153,88 @@ def truth_check(claim: str, value: Any, method: str, detail: str = "") -> Check:
     """
     passed = value is True or value == sp.true
     return Check(claim, bool(passed), method, detail or f"SymPy answered {value}")
+
+
+# ------------------------------------------------------------------------------------------------
+# shared helpers of the step modules
+
+
+class NamedSymbol(sp.Symbol):
+    """A SymPy symbol printed as its (Unicode) name and rendered in LaTeX as ``latex_name``.
+
+    The LaTeX name travels with the symbol (SymPy's printers call ``_latex``), so no shared table of
+    names is needed. Equal names and assumptions give the same (cached) symbol.
+    """
+
+    def __new__(cls, name: str, latex_name: str, **assumptions: Any) -> NamedSymbol:
+        obj = super().__new__(cls, name, **assumptions)
+        obj._latex_name = latex_name
+        return obj
+
+    def __getnewargs_ex__(self) -> tuple[tuple[str, str], dict[str, Any]]:
+        return (self.name, self._latex_name), dict(self.assumptions0)
+
+    def _latex(self, printer: Any) -> str:
+        return self._latex_name
+
+
+# SymPy orders the terms of a sum (when printing) and the arguments of commutative operations by
+# comparing class names; under its own name a NamedSymbol would sort unlike a plain symbol and change
+# how every formula prints. Named "Symbol", it sorts, hashes and prints exactly like one.
+NamedSymbol.__name__ = "Symbol"
+
+
+def named(text: str, latex: str, **assumptions: Any) -> NamedSymbol:
+    """A symbol printed as ``text`` and rendered in LaTeX as ``latex``."""
+    return NamedSymbol(text, latex, **assumptions)
+
+
+@functools.cache
+def symbols() -> SimpleNamespace:
+    """The symbols shared by every step (indices run from 1)."""
+    ns = SimpleNamespace()
+    ns.K, ns.n, ns.d = sp.symbols("K n d", integer=True, positive=True)
+    ns.i, ns.j, ns.k, ns.l, ns.c = sp.symbols("i j k l c", integer=True, positive=True)
+    ns.p, ns.lam, ns.cbar, ns.B, ns.delta = sp.symbols("p lambda cbar B delta", positive=True)
+    ns.S = named("S", r"S", positive=True)  # S = sum_j x_j^(1/(p+1))
+    ns.T = named("T", r"T", positive=True)  # T = sum_j x_j
+    ns.q = 1 / (ns.p + 1)
+    ns.x = sp.IndexedBase("x", positive=True)  # x_k = w_k a_k
+    ns.a = sp.IndexedBase("a", positive=True)  # a_k = ||mu_k||^2 + s_k^2
+    ns.w = sp.IndexedBase("w", positive=True)  # weights in the objective
+    ns.g = sp.IndexedBase("gamma", positive=True)  # margins
+    ns.pihat = sp.IndexedBase("pihat", positive=True)  # n_k / n on the sample
+    ns.pi = sp.IndexedBase("pi", positive=True)  # true class priors
+    ns.cw = sp.IndexedBase("c", positive=True)  # loss weights c_k
+    ns.L = sp.IndexedBase("L", positive=True)  # Lipschitz constant of class k's loss
+    ns.nk = sp.IndexedBase("n", positive=True)  # n_k, samples of class k
+    ns.rho = sp.IndexedBase("rho", positive=True)  # rho[k, i] = ||h_{k,i}||^2
+    ns.count = sp.IndexedBase("N", positive=True)  # class sizes in the special cases
+    return ns
+
+
+def replace_indexed(expr: sp.Expr, base: sp.IndexedBase, fn: Callable[[Any], sp.Expr]) -> sp.Expr:
+    """Substitute ``base[idx] -> fn(idx)`` everywhere, inside sums too."""
+    return expr.replace(
+        lambda e: isinstance(e, sp.Indexed) and e.base == base,
+        lambda e: fn(e.indices[0]),
+    )
+
+
+def elasticity(ratio: sp.Expr, var: sp.Expr) -> sp.Expr:
+    """d log(ratio) / d log(var): the exponent e in ratio ~ var^e."""
+    dummy = sp.Symbol("v_", positive=True)
+    expr = sp.expand_log(sp.log(ratio.xreplace({var: dummy})), force=True)
+    return sp.simplify(dummy * sp.diff(expr, dummy))
+
+
+def lambdify_numpy(args: tuple, expr: sp.Expr) -> Callable[..., Any]:
+    """``sympy.lambdify`` to NumPy."""
+    return sp.lambdify(args, expr, modules="numpy")
+
+
+def pad_from_one(v: Any) -> np.ndarray:
+    """Indices run from 1 in the derivation: prepend a NaN so that v[1..K] are the entries (and any
+    accidental use of v[0] shows up as NaN)."""
+    v = np.asarray(v, dtype=np.float64)
+    return np.concatenate([[np.nan], v])

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from theory.steps import LATEX_NAMES, Derivation
+from theory.steps import Derivation
 
 __all__ = ["theorem_markdown", "rules_summary", "limits_table"]
 
@@ -25,11 +25,20 @@ REFERENCES = (
 def _latex(expr: Any) -> str:
     import sympy as sp
 
-    return sp.latex(expr, symbol_names=LATEX_NAMES)
+    return sp.latex(expr)
 
 
 def _exponents(d: Derivation) -> dict[str, Any]:
     return dict(d.result("exponents"))
+
+
+def _oracle_exponents(d: Derivation) -> dict[str, Any]:
+    """The oracle's exponent on the variance: worst class (step 13), balanced near equal spreads (14)."""
+    import sympy as sp
+
+    s1, s2, _ = d.result("oracle_symbols")
+    worst = sp.simplify(d.result("oracle_worst_log_ratio") / sp.log(s2**2 / s1**2))
+    return {"worst": worst, "balanced": d.result("oracle_balanced_exponent")}
 
 
 def limits_table(d: Derivation) -> list[str]:
@@ -39,6 +48,7 @@ def limits_table(d: Derivation) -> list[str]:
     pc = dict(d.result("per_class_exponents"))
     wc = dict(d.result("worst_exponents"))
     tr = dict(d.result("tradeoff_exponents"))
+    oracle = _oracle_exponents(d)
 
     J = "$\\sum_k x_k/\\gamma_k^p$"
 
@@ -74,6 +84,18 @@ def limits_table(d: Derivation) -> list[str]:
             "$\\sum_k w_k R_k(\\gamma_k) + C\\sqrt{\\sum_k w_k a_k/\\gamma_k^2}$",
             f"$a_k^{{{_latex(tr['a'])}}}\\, f_k(0)^{{{_latex(tr['f0'])}}}$",
         ),
+        (
+            "Gaussian oracle, worst class (step 13)",
+            "none",
+            "$\\max_k Q(m_k/\\sigma_k)$, $m_1 + m_2 = \\delta$",
+            f"$m_k \\propto (\\sigma_k^2)^{{{_latex(oracle['worst'])}}}$",
+        ),
+        (
+            "Gaussian oracle, balanced (step 14)",
+            "none",
+            "$\\sum_k Q(m_k/\\sigma_k)$, $m_1 + m_2 = \\delta$",
+            f"locally $(\\sigma_k^2)^{{{_latex(oracle['balanced'])}}}$",
+        ),
     ]
     table = ["| criterion | budget | minimised | $\\gamma_k \\propto$ |", "|---|---|---|---|"]
     return table + [f"| {a} | {b_} | {c} | {g} |" for a, b_, c, g in rows]
@@ -85,6 +107,7 @@ def rules_summary(d: Derivation) -> str:
 
     e = _exponents(d)
     gstar = sp.sstr(d.result("gamma_star"))
+    oracle = _oracle_exponents(d)
     lines = [
         "Rules derived above (x_k = w_k a_k, a_k = ||mu_k||^2 + s_k^2, mean margin cbar):",
         f"  optimal margins       gamma_k = {gstar}",
@@ -103,9 +126,14 @@ def rules_summary(d: Derivation) -> str:
         f"  ramp risk kept        gamma_k ~ (a_k / f_k(0))^({d.result('tradeoff_exponents')['a']}) "
         "for small margins, f_k(0) = density of class k's margin at the boundary",
         "  with a bias           a_k = ||mu_k - mu_bar||^2 + s_k^2, mu_bar the weighted centroid",
+        f"  Gaussian oracle       worst class m_k ~ (sigma_k^2)^({oracle['worst']}); balanced, near equal "
+        f"spreads, (sigma_k^2)^({sp.sstr(oracle['balanced'])}) (delta = distance between the means)",
+        f"  temperature CE(z/g)   a larger g lowers the gradient only while "
+        f"{sp.sstr(d.result('temperature_crossover_condition'))} < 0 (v = logit gap / g)",
         "  numeric API           theory.optimal_margins(spread, mean_margin=1.0, weights=None, power=2, "
         "budget='sum'), theory.minimax_margins, theory.per_class_margins, theory.tradeoff_margins, "
-        "theory.bound_term, theory.class_bound_term, theory.centred_spread",
+        "theory.bound_term, theory.class_bound_term, theory.centred_spread, theory.oracle_margins, "
+        "theory.temperature_crossover",
     ]
     return "\n".join(lines)
 

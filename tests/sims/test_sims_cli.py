@@ -7,7 +7,7 @@ import pytest
 
 import sims.experiments as ex
 from mr2_cli.cli import main
-from mr2_core.contracts import SIMS_COLUMNS
+from mr2_core.contracts import SIMS_COLUMNS, SIMS_FILES, SIMS_MANIFEST_FILE, SIMS_RULES, SIMS_SUMMARY_FILE
 from sims.verdict import verdict_table
 
 TINY = ex.PresetSpec(
@@ -23,6 +23,7 @@ TINY = ex.PresetSpec(
     seeds_multi=2,
     beta_grid=3,
     refine_rounds=1,
+    separations_k2=(3.0,),
 )
 
 
@@ -58,15 +59,7 @@ def tiny_run(tmp_path_factory):
 def test_files_and_contract_columns(tiny_run):
     out, rc, _, summary = tiny_run
     assert rc == 0
-    for name in (
-        "margin_vs_variance.csv",
-        "theory_vs_uniform.csv",
-        "bound_vs_gap.csv",
-        "manifest.json",
-        "summary.md",
-        "exponents.csv",
-        "verdict.csv",
-    ):
+    for name in (*SIMS_FILES, SIMS_MANIFEST_FILE, SIMS_SUMMARY_FILE):
         assert (out / name).exists(), name
     for name, columns in SIMS_COLUMNS.items():  # every file carries the contract's columns, in order
         assert list(pd.read_csv(out / name).columns[: len(columns)]) == list(columns), name
@@ -82,6 +75,14 @@ def test_files_and_contract_columns(tiny_run):
     assert set(tvu["choice"]) == {"uniform", "theory", "optimum_balanced", "optimum_worst_class"}
     assert (tvu.loc[tvu["choice"] == "uniform", "diff_vs_uniform"] == 0).all()
     assert "Verdict table" in summary and "worst_class" in summary
+    # the separation family: the variance rows and a second separation (K = 2 only), scored by every rule
+    mvs = pd.read_csv(out / "margin_vs_separation.csv")
+    assert len(mvs) == len(mvv) + 2 * 3 * 2 and sorted(mvs["mu"].unique()) == [1.5, 2.5, 3.0]
+    assert set(mvs.loc[mvs["K"] == 2, "separation"]) == {3.0, 6.0}  # the means are 2 mu apart
+    scores = pd.read_csv(out / "rule_scores.csv")
+    assert set(scores["rule"]) == set(SIMS_RULES)
+    assert (scores["mae"] >= scores["bias"].abs() - 1e-12).all() and scores["in_ci"].between(0, 1).all()
+    assert "Which margin rule predicts the optima" in summary
 
 
 def test_manifest_and_resume(tiny_run):

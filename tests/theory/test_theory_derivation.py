@@ -8,7 +8,6 @@ import sympy as sp
 
 from theory import gain_over_uniform, ldam_margins, margin_objective, margin_term, optimal_margins
 from theory.derivation import (
-    _power_mean_check,
     allocation,
     builders,
     derivation,
@@ -16,6 +15,7 @@ from theory.derivation import (
     special_cases,
     symbols,
 )
+from theory.gain_derivation import _power_mean_check
 from theory.steps import Check, Derivation, Step
 from theory.symbolic import (
     assume_in_range,
@@ -42,6 +42,10 @@ STEP_KEYS = (
     "worst_class",
     "per_class",
     "bias",
+    "oracle_worst",
+    "oracle_balanced",
+    "oracle_many",
+    "temperature",
 )
 
 

@@ -13,7 +13,7 @@ from scipy.integrate import quad
 from scipy.optimize import minimize
 
 from theory import gaussian_ramp_risk, optimal_margins, tradeoff_margins, two_gaussians
-from theory.limits import numeric_limits
+from theory.numeric_rules import numeric_limits
 from theory.tradeoff import _window
 from theory.tradeoff_derivation import TRADEOFF_EXAMPLES, tradeoff
 
