@@ -281,10 +281,10 @@ err1, err2 = Q(m1 / s1), Q((delta - m1) / s2)  # the two class errors as functio
 falls, rises = sp.diff(err1, m1).is_negative, sp.diff(err2, m1).is_positive
 print(f"d err_1 / d m_1 < 0: {falls}; d err_2 / d m_1 > 0: {rises}")
 assert falls and rises
-worst = sp.simplify(err1.subs(m1, m_star[m1]))
-assert sp.simplify(worst - err2.subs(m1, m_star[m1])) == 0
-display(sp.Eq(sp.Symbol("worst-class error"), worst))
-assert sp.simplify(worst - Q(delta / (s1 + s2))) == 0
+worst_error = sp.simplify(err1.subs(m1, m_star[m1]))
+assert sp.simplify(worst_error - err2.subs(m1, m_star[m1])) == 0
+display(sp.Eq(sp.Symbol("worst-class error"), worst_error))
+assert sp.simplify(worst_error - Q(delta / (s1 + s2))) == 0
 
 # the same answer from a numeric optimiser, and the balanced optimum beside it
 values = {delta: 3.0, s1: 1.0, s2: 2.0}
