@@ -104,6 +104,8 @@ for n in (1e6, 1e8, 1e10, 1e12, 1e14):
     rows.append({"n": n, "optimum ratio": opt[1] / opt[0], "limit rule ratio": limit[1] / limit[0]})
 limit_table = pd.DataFrame(rows)
 limit_table["optimum / limit"] = limit_table["optimum ratio"] / limit_table["limit rule ratio"]
+first, last = limit_table["optimum / limit"].iloc[[0, -1]]
+assert first > 1.5 and abs(last - 1.0) < 0.02, limit_table  # the text below quotes these numbers
 limit_table.round(4)
 
 # %% [markdown]
