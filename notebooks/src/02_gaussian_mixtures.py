@@ -120,6 +120,8 @@ for i, (loss, crit) in enumerate([(l, c) for l in LOSSES for c in CRITERIA]):
     sub = table[(table["loss"] == loss) & (table["criterion"] == crit)]
     fig4.plot_margin_vs_variance(sub, ax=axes[i], legend=(i == 0))
     axes[i].set_title(f"{loss}, {crit.replace('_', '-')}", loc="left")
+    if i:
+        axes[i].set_ylabel("")  # the panels share y: one label is enough
 
 # %% [markdown]
 # **Reading it.** A point above 0 at a variance ratio above 1 means the noisier class should get the
