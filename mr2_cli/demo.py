@@ -25,7 +25,7 @@ from pathlib import Path
 __all__ = ["Step", "run_demo", "write_summary"]
 
 SIMS_JOBS = 2  # the simulations' workers (mr2 simulate defaults to 1, like every --jobs)
-KEY_FIGURES = (1, 3, 4, 2)  # shown in SUMMARY.md, in this order; the rest are linked through the index
+KEY_FIGURES = (1, 2, 3, 4)  # shown in SUMMARY.md in numerical order; the rest are linked through the index
 
 
 @dataclass
@@ -179,7 +179,7 @@ def write_summary(out: Path, steps: list[Step], *, dataset: str, total_seconds: 
             "Every figure with its caption, command and data: [figures/INDEX.md](figures/INDEX.md).",
             "",
         ]
-        for n in KEY_FIGURES:
+        for n in sorted(KEY_FIGURES):
             f = figs.get(n)
             png = (
                 next((p for p in f["outputs"] if p.endswith(".png")), None) if f and not f["error"] else None

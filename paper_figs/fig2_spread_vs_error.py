@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mr2_core.contracts import loss_label
-from paper_figs import data, study_plots, style
+from paper_figs import data, labels, study_plots, style
 from paper_figs.common import FigureContext, Made, figure_main
 
 NUMBER = 2
@@ -67,6 +67,7 @@ def make(ctx: FigureContext) -> Made:
             ax.set_ylabel("")
     study_plots.plot_correlations(corr, ax=axes[-1])
     axes[-1].set_title(f"({'abcdefgh'[len(losses)]}) which statistic?", loc="left")
+    labels.refresh(fig)  # the class labels, placed again for the finished layout
     n_seeds = int(frame.groupby("loss")["seed"].nunique().min())
     dataset = ", ".join(sorted(set(frame["dataset"])))
     notes = [f"Dataset: {dataset}; study {study}; {n_seeds} seed(s) per loss."]

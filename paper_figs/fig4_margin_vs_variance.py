@@ -80,7 +80,9 @@ def plot_margin_vs_variance(
         if not one_curve:
             ax.plot(x, sub["theory_log_margin_ratio"], color=colors[n], ls="--", lw=0.9)
     ax.set_xscale("log")
-    ticks = sorted(set(np.round(frame["sigma_ratio"].to_numpy() ** 2, 4)))
+    # 1 (equal variances, where the theory's line crosses 0) is always a tick, also when no setting has
+    # it (K = 5: 1/4, 1/2, 2, 4)
+    ticks = sorted(set(np.round(frame["sigma_ratio"].to_numpy() ** 2, 4)) | {1.0})
     if len(ticks) > 5:  # keep the powers of 4 (1/16, 1/4, 1, 4, 16): 1 stays labelled
         quarter = [t for t in ticks if abs(np.log(t) / np.log(4) - round(np.log(t) / np.log(4))) < 1e-6]
         ticks = quarter if len(quarter) >= 3 else ticks[:: (len(ticks) + 3) // 4]

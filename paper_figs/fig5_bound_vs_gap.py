@@ -28,7 +28,9 @@ CAPTION = (
     "Gaussian mixtures: the bound's per-class margin term 4 B sqrt(K / n_k) sqrt(a_k) / gamma_k "
     "against the class's true generalisation gap (test - training error) under the theory's margins. "
     "(a) One point per class and setting, mean over seeds with 95% bootstrap CIs; colour: samples per "
-    "class; dashed: term = gap (points below it are classes whose gap the term bounds). The pooled "
+    "class; dashed: term = gap (points below it are classes whose gap the term bounds). The gap axis is "
+    "logarithmic except in the grey band, |gap| < 0.001, where it is linear (so that 0 and negative gaps "
+    "can be drawn): the band's height is not a decade. The pooled "
     "correlation is driven by n, which shrinks both. (b) Within a setting, Spearman correlation between "
     "term and gap across its classes (+1 for K = 2 when the class with the larger term has the larger "
     "gap), mean over settings with a 95% bootstrap CI over settings, per K, margin form and margin choice."
@@ -105,9 +107,19 @@ def plot_bound_vs_gap(frame: Any, *, hue: str | None = "n_per_class", ax: Any = 
     ax.set_yscale("symlog", linthresh=SYMLOG_THRESHOLD)
     style.plain_log_labels(ax, "x")
     low = frame[gap_ci[0]].min() if gap_ci else frame["gen_gap"].min()
-    ticks = [t for t in (-0.1, -0.01, 0.0, 0.001, 0.01, 0.1, 1.0) if low * 1.5 <= t or t >= 0]
+    ticks = [t for t in (-0.1, -0.01, -0.001, 0.0, 0.001, 0.01, 0.1, 1.0) if low * 1.5 <= t or t >= 0]
     ax.set_yticks(ticks, [f"{t:g}" for t in ticks])
     ax.set_ylim(min(low * 1.5, -SYMLOG_THRESHOLD / 2), max(1.0, frame["gen_gap"].max() * 1.5))
+    # the symlog scale is linear, not logarithmic, within +-threshold: shade that band so that its
+    # height is not read as a decade
+    ax.axhspan(
+        -SYMLOG_THRESHOLD,
+        SYMLOG_THRESHOLD,
+        color="0.88",
+        lw=0,
+        zorder=0,
+        label=f"linear scale\n(|gap| < {SYMLOG_THRESHOLD:g})",
+    )
     rho = spearmanr(frame["margin_term"], frame["gen_gap"]).statistic if len(frame) > 2 else np.nan
     ax.text(
         0.97, 0.04, rf"pooled Spearman $\rho$ = {rho:.2f}", transform=ax.transAxes, va="bottom", ha="right"

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from paper_figs import data, study_plots, style
+from paper_figs import data, labels, study_plots, style
 from paper_figs.common import FigureContext, Made, figure_main
 
 NUMBER = 7
@@ -74,6 +74,7 @@ def make(ctx: FigureContext) -> Made:
     axes[5].set_title(f"({'abcdefgh'[len(stats)]}) Spearman rho, all statistics", loc="left")
     for ax in axes[len(stats) : 5]:
         ax.set_visible(False)
+    labels.refresh(fig)  # the class labels, placed again for the finished layout
     n_seeds = int(runs["seed"].nunique())
     notes = [f"Study {study}; CE runs, {n_seeds} seed(s); dataset {', '.join(sorted(set(runs['dataset'])))}."]
     for _, r in corr[corr["statistic"].isin(stats)].iterrows():

@@ -65,24 +65,29 @@ def manipulation_check(runs):
     return table
 
 
-def make(ctx: FigureContext) -> Made:
+def plot_probe_effects(table, *, n_paired: int, axes=None):
+    """Draw panels (a) and (b) from the figure's table (the CSV beside it); return ``(fig, axes)``.
+
+    Args:
+        table: one row per method: ``loss``, ``diff``, ``diff_ci_low``, ``diff_ci_high`` (accuracy,
+            method - CE), ``p_holm``, ``margin_error_rho``, ``rho_ci_low``, ``rho_ci_high``.
+        n_paired: paired seeds per comparison (for the title).
+        axes: two axes sharing y, or None for a new double-column figure.
+    """
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
-    from mr2.report import load_study, summary
-
-    study = data.probe_study(ctx)
-    runs = load_study(study)
-    table = summary(runs, selection=[_rule(runs)])
-    effect = table[(table["metric"] == METRIC) & (table["loss"] != BASELINE_LOSS)].set_index("loss")
-    check = manipulation_check(runs).set_index("loss")
+    if axes is None:
+        size = style.figsize("double", 0.42)
+        fig, axes = plt.subplots(1, 2, figsize=size, layout="constrained", sharey=True)
+    fig = axes[0].figure
+    effect = table.set_index("loss")
     methods = list(effect.index)
-    fig, axes = plt.subplots(1, 2, figsize=style.figsize("double", 0.42), layout="constrained", sharey=True)
     y = np.arange(len(methods))[::-1]
     for ax, values, low, high, filled in (
         (axes[0], 100 * effect["diff"], 100 * effect["diff_ci_low"], 100 * effect["diff_ci_high"],
          effect["p_holm"] < ALPHA),
-        (axes[1], check.reindex(methods)["point"], check.reindex(methods)["ci_low"],
-         check.reindex(methods)["ci_high"], None),
+        (axes[1], effect["margin_error_rho"], effect["rho_ci_low"], effect["rho_ci_high"], None),
     ):  # fmt: skip
         ax.axvline(0.0, color="0.3", lw=0.8)
         for yi, m in zip(y, methods, strict=True):
@@ -94,13 +99,35 @@ def make(ctx: FigureContext) -> Made:
             xerr = None if not (np.isfinite(lo) and np.isfinite(hi)) else [[v - lo], [hi - v]]
             ax.errorbar(v, yi, xerr=xerr, fmt="o", ms=4, color=color, mfc=face, elinewidth=1.0)
     axes[0].set_yticks(y, methods)
-    n = int(effect["n_paired"].min()) if len(effect) else 0
     axes[0].set(xlabel="worst-class accuracy − CE (points)")
-    axes[0].set_title(f"(a) worst class, {n} paired seeds", loc="left")
+    axes[0].set_title(f"(a) worst class, {n_paired} paired seeds", loc="left")
     axes[1].set(xlabel=r"Spearman $\rho$(margin, CE class error)")
     axes[1].set_title("(b) larger margins on hard classes?", loc="left")
+    # the markers' fill is a result of panel (a): say so on the figure, not only in the caption
+    key = {"ls": "none", "marker": "o", "ms": 4, "color": "0.2"}
+    handles = [
+        Line2D([], [], mfc="0.2", label=f"(a) filled: significant, Holm p < {ALPHA:g}", **key),
+        Line2D([], [], mfc="white", label="(a) open: not significant", **key),
+    ]
+    if any("shuffled" in m for m in methods):
+        handles.append(
+            Line2D([], [], mfc="0.5", **{**key, "color": "0.5"}, label="grey: placebo (mr2-shuffled)")
+        )
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), handlelength=1.0)
+    return fig, axes
+
+
+def make(ctx: FigureContext) -> Made:
+    from mr2.report import load_study, summary
+
+    study = data.probe_study(ctx)
+    runs = load_study(study)
+    table = summary(runs, selection=[_rule(runs)])
+    effect = table[(table["metric"] == METRIC) & (table["loss"] != BASELINE_LOSS)].set_index("loss")
+    check = manipulation_check(runs).set_index("loss")
+    n = int(effect["n_paired"].min()) if len(effect) else 0
     notes = [f"Study {study}; {n} paired seeds; dataset {', '.join(sorted(set(runs['dataset'])))}."]
-    for m in methods:
+    for m in effect.index:
         r = effect.loc[m]
         notes.append(
             f"{m}: {100 * r['diff']:+.2f} points [{100 * r['diff_ci_low']:+.2f}, "
@@ -111,6 +138,7 @@ def make(ctx: FigureContext) -> Made:
     out = out.merge(check.reset_index().rename(columns={"point": "margin_error_rho", "ci_low": "rho_ci_low",
                                                         "ci_high": "rho_ci_high", "n_runs": "rho_n"}),
                     on="loss", how="left")  # fmt: skip
+    fig, _ = plot_probe_effects(out, n_paired=n)
     return Made(fig=fig, data_files=[Path(p) for p in runs["path"]], notes=notes, table=out)
 
 

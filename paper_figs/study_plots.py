@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from mr2_core.contracts import METRIC_LABELS, SUMMARY_METRICS, loss_label
-from paper_figs import style
+from paper_figs import labels, style
 
 __all__ = [
     "STAT_LABELS",
@@ -253,25 +253,31 @@ def plot_spread_vs_error(
         raise bad("loss", loss, "a loss whose runs' metrics.json hold class_spread (every run)")
     err = class_intervals(sub, value="error", ci=ci, rng=rng, n_boot=n_boot).set_index("class_index")
     spr = class_intervals(sub, value="rel_spread", ci=ci, rng=rng, n_boot=n_boot).set_index("class_index")
+    err = err.loc[spr.index]
+    xerr = _errorbars(spr["mean"], spr["ci_low"], spr["ci_high"])
+    yerr = _errorbars(err["mean"], _unit(err["ci_low"]), _unit(err["ci_high"]))
     ax.errorbar(
         spr["mean"],
         err["mean"],
-        xerr=_errorbars(spr["mean"], spr["ci_low"], spr["ci_high"]),
-        yerr=_errorbars(err["mean"], _unit(err["ci_low"]), _unit(err["ci_high"])),
+        xerr=xerr,
+        yerr=yerr,
         fmt="o",
         color=style.loss_color(loss),
         ms=3.5,
         elinewidth=0.8,
     )
-    style.label_points(
-        ax,
-        spr["mean"].to_numpy(),
-        err.loc[spr.index, "mean"].to_numpy(),
-        err.loc[spr.index, "class_name"].to_numpy(),
-    )
     ax.set(xlabel=r"relative spread $a_k / \bar a$", ylabel="test error")
     title = loss_label(loss) if rho is None else f"{loss_label(loss)}: {_fmt_rho(*rho)}"
     ax.set_title(title, loc="left")
+    # labels last, once the limits are final: each takes the nearby place that covers least data
+    labels.place_labels(
+        ax,
+        spr["mean"].to_numpy(),
+        err["mean"].to_numpy(),
+        err["class_name"].to_numpy(),
+        xerr=xerr,
+        yerr=yerr,
+    )
     return fig, ax
 
 
@@ -302,7 +308,8 @@ def plot_correlations(corr: Any, *, ax: Any = None) -> tuple[Any, Any]:
     ax.set_yticks(np.arange(len(stats))[::-1], [STAT_LABELS[s] for s in stats])
     ax.set_xlim(-1.05, 1.05)
     ax.set_xlabel(r"Spearman $\rho$ with class error")
-    ax.legend(loc="lower left", handlelength=1.0)
+    # beside the panel, not inside it: inside, the legend's markers read as data points at rho -0.85
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), handlelength=1.0, borderaxespad=0.0)
     return fig, ax
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sets up a fresh machine: a venv in the repo (.venv) with the project, its test and notebook extras,
+# Sets up a fresh machine: a venv in the repo (.venv) with the project, its test, notebook and docs extras,
 # and Fashion-MNIST from Debian where we are root. Safe to run again; it only adds what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,8 +19,8 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   echo "[setup] installing torch 2.13.0 (CPU)"
   .venv/bin/python -m pip install -q "torch==2.13.0" 2>&1 | quiet
 fi
-echo "[setup] installing the project with its dev, notebook and dask extras"
-.venv/bin/python -m pip install -q -e ".[dev,notebooks,dask]" 2>&1 | quiet
+echo "[setup] installing the project with its dev, notebook, docs and dask extras"
+.venv/bin/python -m pip install -q -e ".[dev,notebooks,docs,dask]" 2>&1 | quiet
 .venv/bin/python -c "import theory, sims, mr2, torch" || { echo "[setup] the install failed" >&2; exit 1; }
 
 FMNIST=/usr/share/datasets/fashion-mnist

@@ -189,10 +189,10 @@ def optimal_margins(
         shape (K,), the same kind (ndarray or tensor, device, dtype) as ``spread``:
 
         * sum budget: gamma_k = K cbar (w_k a_k)^(1/(p+1)) / sum_j (w_j a_j)^(1/(p+1)). If every
-          w_k a_k is 0 the objective is flat and the margins are uniform (the limit of equal
-          spreads); a class with a_k = 0 gets 0.
+            w_k a_k is 0 the objective is flat and the margins are uniform (the limit of equal
+            spreads); a class with a_k = 0 gets 0.
         * geometric budget: gamma_k = cbar (w_k a_k / G)^(1/p), G the geometric mean of w a; every
-          per-class term w_k a_k / gamma_k^p then equals G / cbar^p.
+            per-class term w_k a_k / gamma_k^p then equals G / cbar^p.
 
         float16/bfloat16 tensors are computed in float32 and returned in their own dtype.
 

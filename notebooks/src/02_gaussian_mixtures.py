@@ -28,9 +28,9 @@ SIMS_DIR = "results/sims"  # cached `mr2 simulate` results, read if present
 import matplotlib.pyplot as plt
 import numpy as np
 
-from paper_figs import style
+from paper_figs import notebook_style, style
 
-style.set_theme()
+notebook_style.set_theme()  # the paper's theme, fonts and sizes scaled up for a screen or projector
 # %matplotlib inline
 
 from pathlib import Path
@@ -55,7 +55,7 @@ spread = mix.spread()
 gamma = theory.optimal_margins(spread)
 print("spreads a_k:", np.round(spread, 3), " theory's margins:", np.round(gamma, 3),
       " log ratio:", round(float(np.log(gamma[1] / gamma[0])), 3))
-fig, ax = style.new_axes(None, width="single", aspect=0.8)
+fig, ax = notebook_style.new_axes("single", aspect=0.8)
 for k in range(2):
     ax.scatter(X[y == k, 0], X[y == k, 1 % D], s=6, alpha=0.6, label=f"class {k}, sigma = {mix.sigmas[k]:g}")
 ax.set(xlabel="$x_1$", ylabel="$x_2$")
@@ -81,7 +81,7 @@ def setting(ratio, loss):
     )
 
 ratio = max(SIGMA_RATIOS)
-fig, axes = plt.subplots(1, len(LOSSES), figsize=style.figsize("double", 0.36), layout="constrained")
+fig, axes = plt.subplots(1, len(LOSSES), figsize=notebook_style.figsize("double", 0.36), layout="constrained")
 for ax, loss in zip(np.atleast_1d(axes), LOSSES, strict=True):
     res = run_setting(setting(ratio, loss))
     grid = res.search_mask()
@@ -114,12 +114,14 @@ cols = ["loss", "sigma_ratio", "criterion", "opt_log_margin_ratio", "ci_low", "c
 table[cols].round(3)
 
 # %%
-fig, axes = plt.subplots(1, 2 * len(LOSSES), figsize=style.figsize("double", 0.32), layout="constrained",
-                         sharey=True)
+fig, axes = plt.subplots(1, 2 * len(LOSSES), figsize=notebook_style.figsize("double", 0.32),
+                         layout="constrained", sharey=True)
 for i, (loss, crit) in enumerate([(l, c) for l in LOSSES for c in CRITERIA]):
     sub = table[(table["loss"] == loss) & (table["criterion"] == crit)]
     fig4.plot_margin_vs_variance(sub, ax=axes[i], legend=(i == 0))
-    axes[i].set_title(f"{loss}, {crit.replace('_', '-')}", loc="left", fontsize=7)
+    axes[i].set_title(f"{loss}, {crit.replace('_', '-')}", loc="left")
+    if i:
+        axes[i].set_ylabel("")  # the panels share y: one label is enough
 
 # %% [markdown]
 # **Reading it.** A point above 0 at a variance ratio above 1 means the noisier class should get the

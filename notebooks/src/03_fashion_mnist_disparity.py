@@ -23,31 +23,35 @@ QUICK = os.environ.get("MR2_NB_QUICK", "0") == "1"
 from pathlib import Path
 
 STUDY = None  # a finished study to read instead of training, e.g. "results/demo/runs/fmnist-quick"
-RUNS = Path("results/notebook_runs")  # where new runs go
+RUNS = Path("results/notebook_runs")  # where new runs go (git ignores notebooks/results/)
 PLAN = "tiny" if QUICK else "quick"  # training plan of paper_figs.plans: tiny (digits), quick, full
 CI = "t"  # interval method over seeds: "t" (Student t; the default), "bca" or "percentile"
 
 # %%
 import matplotlib.pyplot as plt
 
-from paper_figs import style
+from paper_figs import notebook_style
 
-style.set_theme()
+notebook_style.set_theme()  # the paper's theme, fonts and sizes scaled up for a screen or projector
 # %matplotlib inline
 
 # %% [markdown]
 # ## 1. The runs
 #
 # If `STUDY` is set we read it. Otherwise we run a training plan: `quick` trains CE and MR² on
-# Fashion-MNIST (a small CNN, 3 seeds, a few minutes on 2 cores); when Fashion-MNIST is not installed
-# the plan falls back to scikit-learn's digits and says so. Finished runs are never retrained.
+# Fashion-MNIST (a small CNN, 5 seeds, a few minutes on 2 cores). The `tiny` plan of quick mode
+# (`MR2_NB_QUICK=1`: the tests, the docs build) trains on scikit-learn's 8x8 digits instead, in seconds,
+# and so does any plan when Fashion-MNIST is not installed. The next cell says so in bold when the runs
+# are not on Fashion-MNIST. Finished runs are never retrained.
 
 # %%
 from paper_figs.plans import choose_plan
 
+why = "the study in STUDY was trained on it"
 if STUDY is None:
     plan = choose_plan(PLAN)
     print("runs:", plan.describe(RUNS))  # the library call it makes
+    why = "quick mode, MR2_NB_QUICK=1" if PLAN == "tiny" else "Fashion-MNIST is not installed"
     STUDY = plan.run(RUNS, progress=False)
 STUDY = Path(STUDY)
 print("study:", STUDY)
@@ -58,6 +62,12 @@ from mr2 import report
 runs = report.load_study(STUDY)
 runs = runs[runs["loss"].isin(["ce", "mr2"])].reset_index(drop=True)
 names = list(runs["class_names"].iloc[0])
+dataset = runs["dataset"].iloc[0]
+if dataset != "fashion-mnist":
+    from IPython.display import Markdown, display
+
+    display(Markdown(f"**These runs trained on {dataset}, not Fashion-MNIST** ({why}): every number and "
+                     "plot below is about that data set, whatever the headings say."))
 print(f"{len(runs)} runs, dataset {runs['dataset'].iloc[0]}, {len(names)} classes")
 runs[["loss", "seed", "accuracy", "worst_class_accuracy", "bottom10_accuracy", "top10_accuracy"]]
 
@@ -76,7 +86,7 @@ acc = report.class_intervals(frame, ci=CI)
 order = list(acc[acc["loss"] == "ce"].sort_values("mean")["class_index"])
 diff = report.paired_class_differences(frame, "mr2", "ce", ci=CI)
 
-fig, axes = plt.subplots(1, 2, figsize=style.figsize("double", 0.4), layout="constrained")
+fig, axes = plt.subplots(1, 2, figsize=notebook_style.figsize("double", 0.4), layout="constrained")
 study_plots.plot_class_accuracy(acc, order, ax=axes[0])
 study_plots.plot_paired_class_difference(diff, order, "mr2", ax=axes[1]);
 
@@ -91,7 +101,8 @@ acc.pivot(index="class_name", columns="loss", values="mean").loc[[names[k] for k
 # the classes, not the scale of the features).
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=style.figsize("double", 0.4), layout="constrained", sharey=True)
+size = notebook_style.figsize("double", 0.4)
+fig, axes = plt.subplots(1, 2, figsize=size, layout="constrained", sharey=True)
 for ax, loss in zip(axes, ["ce", "mr2"], strict=True):
     study_plots.plot_spread_vs_error(frame, loss, ci=CI, ax=ax)
 
@@ -102,8 +113,9 @@ corr.round(3)
 # %% [markdown]
 # The table splits $a_k$ into its two parts, the within-class spread $s_k^2$ and the squared norm of
 # the class mean $\|\mu_k\|^2$, and gives the scale-free ratio $s_k^2/\|\mu_k\|^2$. The bound's $a_k$ is
-# a second moment about the origin (notebook 1, step 7): with uncentred features (after a ReLU they are
-# all non-negative) the mean's norm can dominate it. Compare the rows to see which part tracks the error.
+# a second moment about the origin (notebook 1, the `non_centred` step): with uncentred features (after
+# a ReLU they are all non-negative) the mean's norm can dominate it. Compare the rows to see which part
+# tracks the error.
 
 # %% [markdown]
 # ## 4. CE against MR², with intervals

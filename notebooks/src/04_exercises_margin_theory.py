@@ -2,7 +2,9 @@
 # # Exercises: class-sensitive margin theory
 #
 # Each exercise has a worked solution below it. Try it first; the solutions use the project's
-# packages, so that you can check your own derivation against the one the code relies on.
+# packages, so that you can check your own derivation against the one the code relies on. Every
+# solution cell carries the tag `solution`: `python notebooks/build_notebooks.py --student OUT` writes
+# a student copy of the notebooks without them.
 #
 # **Setting.** $K$ classes, features $h\in\mathbb R^d$, a linear head with $\|W\|_F\le B$ and a ramp loss
 # with margin $\gamma_k$ for class $k$. The vector-contraction bound on the balanced error carries the
@@ -29,9 +31,9 @@ EX5_GRID = 21 if QUICK else 41  # Exercise 5: margin allocations searched (odd: 
 import numpy as np
 import pandas as pd
 
-from paper_figs import style
+from paper_figs import notebook_style
 
-style.set_theme()
+notebook_style.set_theme()  # the paper's theme, fonts and sizes scaled up for a screen or projector
 # %matplotlib inline
 
 import sympy as sp
@@ -46,7 +48,7 @@ import theory
 # (a) Predict MR²'s margins ($p = 2$) by hand. (b) Predict them for $p = 1$. (c) Which class gains most
 # when $p$ goes from 2 to 1, and why?
 
-# %% [markdown]
+# %% [markdown] tags=["solution"]
 # ### Solution
 #
 # (a) $a^{1/3} = (1, 2, 3)$, whose sum is 6, so $\gamma = 3\cdot(1,2,3)/6 = (0.5, 1, 1.5)$.
@@ -54,7 +56,7 @@ import theory
 # (c) A smaller $p$ means a larger exponent $1/(p+1)$, so the margins spread out more: the class with the
 # largest spread gains, the smallest loses. The package agrees:
 
-# %%
+# %% tags=["solution"]
 a = np.array([1.0, 8.0, 27.0])
 by_hand = {2: np.array([0.5, 1.0, 1.5]), 1: 3 * np.sqrt(a) / np.sqrt(a).sum()}
 for p, expected in by_hand.items():
@@ -71,7 +73,7 @@ for p, expected in by_hand.items():
 # generic class $k$, solve the stationarity condition and eliminate the multiplier with the
 # constraint. (c) Conclude $\gamma_k\propto n_k^{-1/4}$.
 
-# %% [markdown]
+# %% [markdown] tags=["solution"]
 # ### Solution
 #
 # (a) $\sum_k 1/(\gamma_k\sqrt{n_k})$ is $J$ with $p = 1$, $w_k = 1$ and $a_k = n_k^{-1/2}$.
@@ -80,21 +82,21 @@ for p, expected in by_hand.items():
 # explicit $K$ is hopeless even at $K = 4$). The terms of the Lagrangian that involve $\gamma_k$ are
 # $a_k\gamma_k^{-p} + \lambda\gamma_k$:
 
-# %%
+# %% tags=["solution"]
 g, lam, a_k, p, n_k, cbar, K = sp.symbols("gamma_k lambda a_k p n_k cbar K", positive=True)
 L_k = a_k * g**-p + lam * g  # the part of sum_j a_j g_j^-p + lam (sum_j g_j - K cbar) that holds g_k
 stationary = sp.Eq(sp.diff(L_k, g), 0)
 gamma_k = sp.solve(stationary, g)[0]
 display(stationary, sp.Eq(g, gamma_k))
 
-# %% [markdown]
+# %% [markdown] tags=["solution"]
 # So $\gamma_k = (p\,a_k/\lambda)^{1/(p+1)}$: the multiplier is a common factor of every class. The
 # constraint $\sum_j\gamma_j = K\bar c$ fixes it, giving $\gamma_k = K\bar c\,a_k^{1/(p+1)}/\sum_j
 # a_j^{1/(p+1)}$. The second derivative $p(p+1)a_k\gamma_k^{-p-2} > 0$, so it is a minimum.
 #
 # (c) With $p = 1$ and $a_k = n_k^{-1/2}$, $\gamma_k\propto (n_k^{-1/2})^{1/2} = n_k^{-1/4}$:
 
-# %%
+# %% tags=["solution"]
 second = sp.diff(L_k, g, 2)
 print("second derivative:", sp.simplify(second), "> 0")
 ldam = sp.simplify(gamma_k.subs({p: 1, a_k: n_k**sp.Rational(-1, 2)}))
@@ -106,11 +108,11 @@ ours = theory.optimal_margins(counts ** -0.5, power=1)
 np.testing.assert_allclose(ours / ours.max() * 0.5, theory.ldam_margins(counts, max_margin=0.5), rtol=1e-12)
 print("theory.ldam_margins equals the p = 1 rule with a_k = n_k^-1/2, rescaled to max 0.5")
 
-# %% [markdown]
-# The package's own derivation (`theory.derivation`, step 5) reaches the same exponent by substituting
-# into its closed form:
+# %% [markdown] tags=["solution"]
+# The package's own derivation (`theory.derivation`, the `special_cases` step) reaches the same
+# exponent by substituting into its closed form:
 
-# %%
+# %% tags=["solution"]
 from theory.derivation import derivation
 
 step = derivation()["special_cases"]
@@ -124,7 +126,7 @@ print("exponents:", step.results["exponents"])
 # one is a ratio of power means, $J(\gamma^\star)/J(\bar c) = M_{1/(p+1)}(a)/M_1(a)$. (b) Why is it at
 # most 1? (c) Evaluate it for $r = 8$ and $p = 2$.
 
-# %% [markdown]
+# %% [markdown] tags=["solution"]
 # ### Solution
 #
 # (a) Put $\gamma^\star$ into $J$: with $t_k = a_k^{1/(p+1)}$ and $S=\sum_j t_j$,
@@ -135,7 +137,7 @@ print("exponents:", step.results["exponents"])
 # (c) With $a=(1,8)$ and $p=2$: $M_{1/3} = ((1+2)/2)^3 = 3.375$, $M_1 = 4.5$, ratio $0.75$; the margin term
 # (its square root) falls by the factor $\sqrt{0.75}\approx 0.866$.
 
-# %%
+# %% tags=["solution"]
 a = np.array([1.0, 8.0])
 ratio = theory.power_mean(a, 1 / 3) / theory.power_mean(a, 1.0)
 print(f"M_1/3 / M_1 = {ratio:.4f}; margin-term gain sqrt = {np.sqrt(ratio):.4f}")
@@ -149,7 +151,7 @@ np.testing.assert_allclose(theory.gain_over_uniform(a, power=2), np.sqrt(0.75), 
 # of the feature space is. Shift every feature by the same vector $c$. (a) What happens to the margins
 # as $\|c\|\to\infty$? (b) Does that make sense for a linear head with a bias?
 
-# %% [markdown]
+# %% [markdown] tags=["solution"]
 # ### Solution
 #
 # (a) $a_k(c) = \|\mu_k + c\|^2 + s_k^2 = \|c\|^2 + O(\|c\|)$ for every class, so all $a_k$ become
@@ -158,7 +160,7 @@ np.testing.assert_allclose(theory.gain_over_uniform(a, power=2), np.sqrt(0.75), 
 # norms from the origin. Centring the features (subtracting the global mean) before computing $a_k$
 # removes the dependence. Numerically:
 
-# %%
+# %% tags=["solution"]
 rng = np.random.default_rng(SEED)
 K, d = 5, 16
 mu = rng.normal(size=(K, d))
@@ -189,13 +191,13 @@ pd.DataFrame(rows).round(4)
 # CI over training sets. Which pairings of margin form and criterion agree with the theory's direction,
 # and which break it?
 
-# %% [markdown]
+# %% [markdown] tags=["solution"]
 # ### Solution
 #
 # (a) The spreads are $a = \|\mu\|^2 + 2\sigma^2$ per class, and the rule gives
 # $r = \tfrac13\log(a_\text{noisy}/a_\text{ref})$:
 
-# %%
+# %% tags=["solution"]
 from sims.config import LearnerConfig, MixtureConfig, SearchConfig, Setting
 from sims.experiments import margin_vs_variance
 from sims.search import run_setting
@@ -207,7 +209,7 @@ print(f"spreads a = {np.round(a, 3)}; theory's margins {np.round(gamma, 3)}; "
       f"r = log(gamma_noisy / gamma_ref) = {np.log(gamma[1] / gamma[0]):.3f} = log(a ratio) / 3 "
       f"= {np.log(a[1] / a[0]) / 3:.3f}")
 
-# %% [markdown]
+# %% [markdown] tags=["solution"]
 # (b) Not necessarily. The worst-class error is a maximum, not a sum, and nothing in the bound's
 # derivation looks at it. The noisy class is usually the worse one, and pushing the decision boundary
 # away from it lowers its error at the expense of the other class, which the balanced error may or may
@@ -217,7 +219,7 @@ print(f"spreads a = {np.round(a, 3)}; theory's margins {np.round(gamma, 3)}; "
 # and measures exact per-class errors; `margin_vs_variance` turns that into the optimal $r$ per
 # criterion with a bootstrap CI:
 
-# %%
+# %% tags=["solution"]
 results = [
     run_setting(Setting(mix, LearnerConfig(loss=loss), SearchConfig(grid_size=EX5_GRID),
                         n_seeds=EX5_SEEDS, base_seed=SEED, tag="exercise5"))
@@ -239,7 +241,7 @@ table["verdict"] = table.apply(direction, axis=1)
 table[["loss", "criterion", "opt_log_margin_ratio", "ci_low", "ci_high",
        "theory_log_margin_ratio", "verdict"]].round(3)
 
-# %% [markdown]
+# %% [markdown] tags=["solution"]
 # Read the verdict column. With the full parameters (20 training sets of 100 points per class, seed 0)
 # we measured, against the theory's $r = 0.293$: additive form, balanced error $-0.58$ [$-0.78$, $-0.38$];
 # additive, worst-class $+0.84$ [$0.40$, $1.10$]; temperature, balanced $+0.61$ [$0.46$, $0.79$];

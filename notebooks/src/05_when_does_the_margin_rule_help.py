@@ -14,9 +14,12 @@
 #    $\|\mu_k - \bar\mu\|^2 + s_k^2$, not $a_k = \|\mu_k\|^2 + s_k^2$.
 # 4. **A regime where the theory's assumptions hold**: linear probes on frozen features, where the
 #    feature map really is fixed, each statistic against CE with many paired seeds.
+# 5. **The worst class, by hand**: for two Gaussian classes the boundary that minimises the worst-class
+#    error is a short derivation, and its margins grow with the spread at a different rate.
 #
-# Every number below is computed by `theory` (the derivation is `mr2 derive`, steps 8 to 12) or read
-# from training runs (`mr2.train`, `mr2.report`).
+# Every number below is computed by `theory` (the derivation is `mr2 derive`: its `tradeoff`, `budget`,
+# `worst_class`, `per_class` and `bias` steps) or read from training runs (`mr2.train`, `mr2.report`);
+# part 5's derivation is checked by SymPy in the notebook itself.
 
 # %% tags=["parameters"]
 # Parameters: MR2_NB_QUICK=1 (set by the tests) makes every run small.
@@ -31,13 +34,12 @@ RUNS = Path("results/notebook_runs")  # where new runs go
 PROBE_PLAN = "quick" if QUICK else "full"  # quick: digits (seconds); full: Fashion-MNIST, 24 seeds
 
 # %%
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from paper_figs import style
+from paper_figs import notebook_style
 
-style.set_theme()
+notebook_style.set_theme()  # the paper's theme, fonts and sizes scaled up for a screen or projector
 # %matplotlib inline
 
 # %% [markdown]
@@ -69,7 +71,7 @@ for mean in np.geomspace(0.3, 6.0, N_GRID):
         }
     )
 part1 = pd.DataFrame(rows)
-fig, ax = plt.subplots(figsize=style.figsize("single"), layout="constrained")
+fig, ax = notebook_style.new_axes("single")
 ax.plot(part1["mean"], part1["tradeoff ratio"], "o-", label="ramp risk kept")
 ax.plot(part1["mean"], part1["a^(1/3) ratio"], "k--", label=r"complexity only, $a^{1/3}$")
 ax.axhline(1.0, color="0.6", lw=0.8)
@@ -81,10 +83,35 @@ part1.round(3)
 # %% [markdown]
 # Read the plot from left to right. When the classes overlap, the wide class is given an even larger
 # margin than $a^{1/3}$ says. When they are well separated, the optimum turns over and the *narrow*
-# class gets the larger margin: for small margins the optimum follows $(a_k / f_k(0))^{1/3}$, where
-# $f_k(0)$ is the density of class $k$'s margin at the boundary, and a wide class puts *more* of its
-# mass near the boundary only when its mean is close to it (step 8 of `mr2 derive` has the algebra).
-# So "more spread needs more margin" is the complexity term's answer, not the bound's.
+# class gets the larger margin. As the sample grows and the margins shrink, the optimum tends to
+# $\gamma_k \propto (a_k / f_k(0))^{1/3}$, where $f_k(0)$ is the density of class $k$'s margin at the
+# boundary: for separated classes a wide class has *more* mass near the boundary, so it gets less than
+# $a^{1/3}$ says (the `tradeoff` step of `mr2 derive` has the algebra). So "more spread needs more
+# margin" is the complexity term's answer, not the bound's.
+#
+# That limit is a statement about enormous samples. The cell below sets the optimum's ratio
+# $\gamma_1/\gamma_0$ beside the limit rule's, for means 6 apart ($\mu = 3$), as $n$ grows:
+
+# %%
+from scipy.stats import norm
+
+rows = []
+for n in (1e6, 1e8, 1e10, 1e12, 1e14):
+    problem = two_gaussians(3.0, [1.0, 2.0], n=n)
+    opt = tradeoff_margins(**problem).margins
+    density = norm.pdf(0.0, loc=problem["margin_mean"], scale=problem["margin_sd"])  # f_k(0)
+    limit = (problem["spread"] / density) ** (1 / 3)
+    rows.append({"n": n, "optimum ratio": opt[1] / opt[0], "limit rule ratio": limit[1] / limit[0]})
+limit_table = pd.DataFrame(rows)
+limit_table["optimum / limit"] = limit_table["optimum ratio"] / limit_table["limit rule ratio"]
+first, last = limit_table["optimum / limit"].iloc[[0, -1]]
+assert first > 1.5 and abs(last - 1.0) < 0.02, limit_table  # the text below quotes these numbers
+limit_table.round(4)
+
+# %% [markdown]
+# At $n = 10^6$ the optimum gives the wide class 0.71 of the narrow class's margin while the limit rule
+# gives 0.45, so the rule is off by a factor of about 1.6; the two agree within about 1% only at
+# $n = 10^{14}$. The limit tells the direction of the correction, not its size at any realistic $n$.
 
 # %% [markdown]
 # ## 2. The budget fixes the exponent
@@ -197,6 +224,85 @@ check.round(3)
 # smallest effect these seeds detect with 80% power).
 
 # %% [markdown]
+# ## 5. Exercise: the worst-class boundary, by hand
+#
+# Two isotropic Gaussian classes in $\mathbb R^d$, with means $\delta$ apart and standard deviations
+# $s_1$ and $s_2$, equally likely. Take a linear boundary perpendicular to the mean difference, at
+# distance $m_1$ from the first mean and $m_2 = \delta - m_1$ from the second: the margins of the two
+# class means. Only the coordinate along the mean difference matters, and along it class $k$ is
+# $N(\cdot, s_k^2)$, so class $k$'s error is $Q(m_k/s_k)$ with $Q(z) = P(Z > z)$ the Gaussian tail.
+#
+# (a) Where should the boundary sit to minimise the **worst-class** error
+# $\max(Q(m_1/s_1), Q(m_2/s_2))$? Derive $m_1$ and $m_2$ by hand.
+# (b) What is the worst-class error there?
+# (c) How does the margin $m_k$ grow with the class's spread? Compare with MR²'s $a_k^{1/3}$ and with
+# the minimax row of part 2.
+# (d) Does the boundary that minimises the **balanced** error $\frac12(Q(m_1/s_1) + Q(m_2/s_2))$ sit at
+# the same place?
+
+# %% [markdown] tags=["solution"]
+# ### Solution
+#
+# (a) $Q(m_1/s_1)$ falls as $m_1$ grows and $Q((\delta - m_1)/s_2)$ rises, so the maximum of the two is
+# smallest where they are equal: $Q(m_1/s_1) = Q(m_2/s_2)$, and as $Q$ is strictly decreasing,
+# $m_1/s_1 = m_2/s_2$. With $m_1 + m_2 = \delta$:
+#
+# $$m_k = \delta\,\frac{s_k}{s_1 + s_2}.$$
+#
+# (b) Both errors are $Q(\delta/(s_1 + s_2))$.
+# (c) The margin is proportional to the spread: $m_2/m_1 = s_2/s_1$, the *square root* of the variance
+# ratio. MR²'s rule grows as the cube root of $a_k$ (and $a_k$ also holds the mean's norm); the minimax
+# allocation of part 2 has the exponent $1/2$ on its statistic, like this one.
+# (d) No: the balanced optimum sets the derivative of $Q(m_1/s_1) + Q((\delta - m_1)/s_2)$ to zero,
+# where the two class densities are equal at the boundary, $\phi(m_1/s_1)/s_1 = \phi(m_2/s_2)/s_2$.
+# That is not $m_1/s_1 = m_2/s_2$ unless $s_1 = s_2$.
+#
+# SymPy checks (a) and (b), and a numeric optimiser checks the minimax and the balanced optimum:
+
+# %% tags=["solution"]
+import sympy as sp
+from IPython.display import display
+from scipy.optimize import minimize_scalar
+
+delta, s1, s2, m1, m2 = sp.symbols("delta s_1 s_2 m_1 m_2", positive=True)
+
+
+def Q(z):
+    """The Gaussian tail P(Z > z)."""
+    return sp.erfc(z / sp.sqrt(2)) / 2
+
+
+solution = sp.solve([sp.Eq(m1 / s1, m2 / s2), sp.Eq(m1 + m2, delta)], [m1, m2], dict=True)
+assert len(solution) == 1, solution
+m_star = solution[0]
+display(sp.Eq(m1, m_star[m1]), sp.Eq(m2, m_star[m2]))
+assert sp.simplify(m_star[m1] - delta * s1 / (s1 + s2)) == 0
+assert sp.simplify(m_star[m2] - delta * s2 / (s1 + s2)) == 0
+
+err1, err2 = Q(m1 / s1), Q((delta - m1) / s2)  # the two class errors as functions of m_1
+falls, rises = sp.diff(err1, m1).is_negative, sp.diff(err2, m1).is_positive
+print(f"d err_1 / d m_1 < 0: {falls}; d err_2 / d m_1 > 0: {rises}")
+assert falls and rises
+worst_error = sp.simplify(err1.subs(m1, m_star[m1]))
+assert sp.simplify(worst_error - err2.subs(m1, m_star[m1])) == 0
+display(sp.Eq(sp.Symbol("worst-class error"), worst_error))
+assert sp.simplify(worst_error - Q(delta / (s1 + s2))) == 0
+
+# the same answer from a numeric optimiser, and the balanced optimum beside it
+values = {delta: 3.0, s1: 1.0, s2: 2.0}
+e1 = sp.lambdify(m1, err1.subs(values), "scipy")
+e2 = sp.lambdify(m1, err2.subs(values), "scipy")
+bounds = (0.0, float(values[delta]))
+opts = {"xatol": 1e-8}
+minimax = minimize_scalar(lambda m: max(e1(m), e2(m)), bounds=bounds, method="bounded", options=opts)
+balanced = minimize_scalar(lambda m: e1(m) + e2(m), bounds=bounds, method="bounded", options=opts)
+closed = float(m_star[m1].subs(values))
+print(f"delta = 3, s = (1, 2): worst-class optimum m_1 = {minimax.x:.5f} (closed form {closed:.5f}); "
+      f"balanced optimum m_1 = {balanced.x:.5f}")
+np.testing.assert_allclose(minimax.x, closed, atol=1e-5)
+assert abs(balanced.x - closed) > 0.1  # (d): the balanced error puts the boundary elsewhere
+
+# %% [markdown]
 # ## Exercises
 #
 # 1. **Where does the turn-over happen?** In part 1, find the half-distance $\mu$ at which
@@ -214,7 +320,7 @@ check.round(3)
 #    CE$(z/\gamma_y, y)$ and of CE$(z - \gamma_y e_y, y)$ with respect to $z_y$. Which one grows with
 #    $\gamma_y$ for a misclassified sample? Check the sign on the probe study's table above.
 
-# %%
+# %% tags=["solution"]
 # Solution to exercise 1: the crossing, by bisection on the separation
 from scipy.optimize import brentq
 
@@ -228,7 +334,7 @@ for wide in (2.0, 4.0):
     cross = brentq(ratio_minus_one, 0.5, 8.0, args=(wide,), xtol=1e-3)
     print(f"sigma_1 = {wide}: the wide class stops getting the larger margin at mean = {cross:.2f}")
 
-# %%
+# %% tags=["solution"]
 # Solution to exercise 4
 from mr2_core.stats import seeds_for_effect
 
@@ -237,7 +343,7 @@ sd = float(diffs["diff_sd"].median())
 print(f"median paired SD of the worst-class difference: {100 * sd:.2f} points")
 print("seeds for a 0.5-point effect at 80% power:", seeds_for_effect(sd, 0.005))
 
-# %%
+# %% tags=["solution"]
 # Solution to exercise 5: autograd on one misclassified sample (true class 0), margin 0.5 against 2
 import torch
 import torch.nn.functional as F
