@@ -15,11 +15,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from mr2_core.checks import bad, check_in, check_int, check_real
-from mr2_core.contracts import LOSSES, SELECTION_RULES
 from mr2.data.sources import DATASET_NAMES
 from mr2.data.splits import TRAIN_SUBSETS
 from mr2.models import HEADS
+from mr2_core.checks import bad, check_in, check_int, check_real
+from mr2_core.contracts import LOSSES, SELECTION_RULES
 
 __all__ = [
     "TrainConfig",
@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 OPTIMIZERS = ("sgd", "adamw")
-SCHEDULES = ("cosine", "constant")
+SCHEDULES = ("cosine", "constant", "step")
 SELECT_METRICS = SELECTION_RULES  # best overall val accuracy, best worst-class val accuracy, last epoch
 _SAFE_NAME = re.compile(r"(?!\.{1,2}$)[A-Za-z0-9._-]+")
 # config fields that may differ when a run is resumed: they do not change the numbers
@@ -78,12 +78,16 @@ class TrainConfig:
     # optimisation
     epochs: int = 10  # passes over the training split
     batch_size: int = 128  # images per step, summed over all ranks
-    optimizer: str = "sgd"  # sgd (Nesterov momentum) | adamw
+    optimizer: str = "sgd"  # sgd (Nesterov momentum unless nesterov=false) | adamw
+    nesterov: bool | None = None  # SGD: Nesterov momentum; None: on when momentum > 0 (the default)
     lr: float = 0.05  # peak learning rate (per step, not scaled by batch size)
     momentum: float = 0.9  # SGD momentum / AdamW beta1
     weight_decay: float = 5e-4  # L2 coefficient (decoupled for AdamW)
     warmup_epochs: float = 0.0  # linear warm-up from 0 to lr (epochs, fractional allowed)
-    schedule: str = "cosine"  # after warm-up: cosine to 0 | constant
+    schedule: str = "cosine"  # after warm-up: cosine to 0 | constant | step (lr_steps)
+    # schedule="step": [[fraction of training, multiplier of lr], ...] in increasing fraction; from
+    # that fraction of the steps on the lr is lr * multiplier (LDAM-DRW: [[0.8, 0.01], [0.9, 1e-4]])
+    lr_steps: list | None = None
     crop_padding: int = 0  # random-crop augmentation: zero padding on each side (pixels); 0: off
     hflip: bool = False  # random horizontal flips
     # evaluation and selection
@@ -161,6 +165,9 @@ def validate_config(cfg: TrainConfig) -> None:
                  "deterministic", "save_model", "compile"):  # fmt: skip
         if not isinstance(getattr(cfg, name), bool):
             raise bad(name, getattr(cfg, name), "true or false")
+    if cfg.nesterov is not None and not isinstance(cfg.nesterov, bool):
+        raise bad("nesterov", cfg.nesterov, "true, false or none (Nesterov when momentum > 0)")
+    _check_lr_steps(cfg)
     if cfg.sync_bn is not None and not isinstance(cfg.sync_bn, bool):
         raise bad("sync_bn", cfg.sync_bn, "true, false or none (on under DDP for small per-rank batches)")
     if not isinstance(cfg.loss_options, dict):
@@ -169,6 +176,24 @@ def validate_config(cfg: TrainConfig) -> None:
         raise bad("data_dir", cfg.data_dir, "a folder path (string) or None")
     if not isinstance(cfg.device, str):
         raise bad("device", cfg.device, "auto, cpu, cuda or cuda:N")
+
+
+def _check_lr_steps(cfg: TrainConfig) -> None:
+    expected = "a list of [fraction in (0, 1), multiplier > 0] pairs in increasing fraction"
+    if cfg.schedule != "step":
+        if cfg.lr_steps is not None:
+            raise bad("lr_steps", cfg.lr_steps, "None unless schedule='step'")
+        return
+    steps = cfg.lr_steps
+    if not isinstance(steps, (list, tuple)) or not steps:
+        raise bad("lr_steps", steps, expected)
+    last = 0.0
+    for pair in steps:
+        ok = isinstance(pair, (list, tuple)) and len(pair) == 2
+        ok = ok and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pair)
+        if not ok or not (last < pair[0] < 1.0) or not (0.0 < pair[1] < math.inf):
+            raise bad("lr_steps", steps, expected)
+        last = pair[0]
 
 
 def _parse_value(text: str, current: Any, name: str) -> Any:

@@ -484,6 +484,7 @@ def _final_metrics(s: Session) -> dict[str, Any]:
         "class_within_spread": stats["within"].tolist(),
         "class_centred_spread": stats["centred"].tolist(),
         "class_separation": stats["separation"].tolist(),
+        **({"class_oracle_share": stats["oracle"].tolist()} if "oracle" in stats else {}),
         "confusion_matrix": tested.confusion.tolist(),
         "val_accuracy": val["accuracy"],
         "val_per_class_accuracy": val["per_class_accuracy"],
