@@ -126,3 +126,30 @@ def test_gap_cnn_has_pooled_features_and_no_spatial_layer():
     assert not any(isinstance(m, torch.nn.Linear) for m in model.backbone.modules())
     cfg = get_preset("fmnist-lt100").config_for("ldam-drw-gap", 0)
     assert cfg.model == "small-cnn-gap" and cfg.head == "cosine"
+
+
+def test_init_head_loads_the_trained_head_for_a_true_wise_ft_merge(tmp_path):
+    from mr2.train.weights import load_backbone
+
+    def fresh(seed):
+        torch.manual_seed(seed)
+        return build_model("small-cnn", num_classes=10, in_channels=1, image_size=8, width=4, hidden=8)
+
+    trained = fresh(0)
+    torch.save(trained.state_dict(), tmp_path / "model.pt")
+    with_head, without = fresh(1), fresh(1)
+    load_backbone(with_head, tmp_path / "model.pt", head=True)
+    load_backbone(without, tmp_path / "model.pt")
+    assert torch.equal(with_head.head.weight, trained.head.weight)
+    assert not torch.equal(without.head.weight, trained.head.weight)
+    cfg = get_preset("fmnist-finetune-b2").config_for("mr2-wise", 0)
+    assert (
+        cfg.init_head is True
+        and cfg.merge_alpha == 0.6
+        and cfg.init_checkpoint == "@fmnist-pretrain/ce/seed2"
+    )
+    with pytest.raises(ValueError, match=r"^init_head="):
+        TrainConfig(init_head=True)
+    other = build_model("small-cnn", num_classes=3, in_channels=1, image_size=8, width=4, hidden=8)
+    with pytest.raises(ValueError, match=r"^init_checkpoint=.*head does not fit"):
+        load_backbone(other, tmp_path / "model.pt", head=True)

@@ -70,6 +70,7 @@ class TrainConfig:
     freeze_backbone: bool = False  # linear probe: train the head on fixed features
     head: str = "linear"  # linear | cosine (LDAM's: pair it with loss.s=30) | normalized (released MR2 code)
     init_checkpoint: str | None = None  # backbone weights to start from: a run's model.pt or checkpoint.pt
+    init_head: bool | None = None  # also start the head from init_checkpoint (None, false: a fresh head)
     save_model: bool = False  # write the selected model's weights to RUN/model.pt (for init_checkpoint)
     # loss
     loss: str = "ce"  # one of mr2.losses.LOSS_NAMES
@@ -165,6 +166,10 @@ def validate_config(cfg: TrainConfig) -> None:
                  "deterministic", "save_model", "compile"):  # fmt: skip
         if not isinstance(getattr(cfg, name), bool):
             raise bad(name, getattr(cfg, name), "true or false")
+    if cfg.init_head is not None and not isinstance(cfg.init_head, bool):
+        raise bad("init_head", cfg.init_head, "true, false or none (a fresh head)")
+    if cfg.init_head and cfg.init_checkpoint is None:
+        raise bad("init_head", cfg.init_head, "false or none when init_checkpoint is None")
     if cfg.nesterov is not None and not isinstance(cfg.nesterov, bool):
         raise bad("nesterov", cfg.nesterov, "true, false or none (Nesterov when momentum > 0)")
     _check_lr_steps(cfg)

@@ -131,7 +131,7 @@ def _open(cfg: TrainConfig, paths: RunPaths, resume: bool, feature_cache: bool |
         hidden=cfg.hidden, pretrained=cfg.pretrained, freeze_backbone=cfg.freeze_backbone, head=cfg.head,
     ).to(device)  # fmt: skip
     if cfg.init_checkpoint is not None:
-        load_backbone(model, cfg.init_checkpoint)
+        load_backbone(model, cfg.init_checkpoint, head=bool(cfg.init_head))
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     per_rank_batch = _per_rank_batch(cfg, dist_info)

@@ -292,11 +292,13 @@ PRESETS: dict[str, Preset] = {
             Preset(
                 name=f"fmnist-finetune-b{b}",
                 description=(
-                    f"fmnist-finetune from the fmnist-pretrain backbone of seed {b} (one of "
-                    f"{len(BACKBONE_SEEDS)}): CE, MR2, MR2 + WiSE-FT (merged with that trained backbone); "
-                    "4 seeds"
+                    f"fmnist-finetune from the whole fmnist-pretrain model of seed {b} (one of "
+                    f"{len(BACKBONE_SEEDS)}; backbone AND its trained head, init_head): CE, MR2, and MR2 + "
+                    "WiSE-FT, which then merges with a trained model as WiSE-FT does; 4 seeds"
                 ),
-                config=dataclasses.replace(FINETUNE_CONFIG, init_checkpoint=f"@fmnist-pretrain/ce/seed{b}"),
+                config=dataclasses.replace(
+                    FINETUNE_CONFIG, init_checkpoint=f"@fmnist-pretrain/ce/seed{b}", init_head=True
+                ),
                 losses=("ce", "mr2", "mr2-wise"),
                 seeds=(0, 1, 2, 3),
             )
