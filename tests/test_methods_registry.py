@@ -153,3 +153,16 @@ def test_init_head_loads_the_trained_head_for_a_true_wise_ft_merge(tmp_path):
     other = build_model("small-cnn", num_classes=3, in_channels=1, image_size=8, width=4, hidden=8)
     with pytest.raises(ValueError, match=r"^init_checkpoint=.*head does not fit"):
         load_backbone(other, tmp_path / "model.pt", head=True)
+
+
+@pytest.mark.parametrize("name", ["mr2-oracle-additive", "mr2-official-cifar", "ldam-drw-authors", "ce-gap"])
+def test_new_methods_train_on_digits(name, tmp_path):
+    from mr2.train import train_run
+
+    torch.set_num_threads(1)
+    cfg = get_preset("digits-smoke").config_for(name, 0, epochs=2, max_train_samples=300)
+    metrics = train_run(cfg, tmp_path / name, progress=False)
+    assert 0.0 <= metrics["accuracy"] <= 1.0 and math.isfinite(metrics["accuracy"])
+    assert metrics["loss"] == name and len(metrics["class_oracle_share"]) == 10
+    if name == "mr2-oracle-additive":  # the oracle's margins moved away from uniform
+        assert metrics["margin_max"] - metrics["margin_min"] > 1e-3
