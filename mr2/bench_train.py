@@ -46,6 +46,7 @@ from mr2.bench_breakdown import PHASES, breakdown_step  # part 2 (light: imports
 TARGET_CPU_RATIO = 1.05  # MR2 step / CE step, small CNN and ResNet-18 on a CPU
 TARGET_GPU_RATIO = 1.10  # MR2 step / CE step, ResNet-18 on a GPU
 TARGET_PIPELINE_OVERHEAD = 0.10  # a real epoch's time per image over the pure step's, minus 1
+# the methods timed by default; --methods takes any of the registry (mr2_core.contracts.METHODS)
 METHODS = ("ce", "mr2", "mr2-separation", "focal", "ldam", "cdb")
 MODELS = ("small-cnn", "resnet18")
 PRESET_OF = {"small-cnn": "fmnist-verify", "resnet18": "fmnist-gpu"}  # the config each model trains with
@@ -72,7 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="results/bench", help="output folder (default results/bench)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the steps run")
     p.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS), help="models to time")
-    p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS), help="methods to time")
+    from mr2_core.contracts import METHODS as REGISTERED
+
+    p.add_argument(
+        "--methods", nargs="+", choices=tuple(REGISTERED), default=list(METHODS), metavar="METHOD",
+        help=f"methods to time (default: {' '.join(METHODS)}; any registered method)",
+    )  # fmt: skip
     p.add_argument(
         "--reps", type=int, default=None, help="timed repetitions (default 30; ResNet-18 on CPU 4)"
     )
@@ -119,11 +125,9 @@ def _check_args(args: argparse.Namespace) -> None:
 def train_config(model: str, method: str, device: str, **overrides: Any):  # noqa: ANN201 - a TrainConfig
     """The config ``mr2 train`` uses for ``method`` with ``model`` (``PRESET_OF``), on ``device``."""
     from mr2.train import get_preset
-    from mr2.train.presets import MR2_SEPARATION
 
     preset = get_preset(PRESET_OF[model])
-    extra = dict(MR2_SEPARATION) if method == "mr2-separation" and method not in preset.per_loss else {}
-    options = {**extra, "device": device, **overrides}
+    options = {"device": device, **overrides}  # the method's own overrides come from the registry
     if device == "cpu":
         options.setdefault("batch_size", CPU_BATCH)
     # another batch takes the preset's learning rate by the linear scaling rule (lr proportional to

@@ -1,6 +1,9 @@
 """Classifiers that return ``(logits, features)``, so that MR² sees the penultimate features.
 
 * ``small-cnn``: two conv stages and a hidden layer; trains on Fashion-MNIST in minutes on 2 CPU cores.
+* ``small-cnn-gap``: the same two conv stages, then a global average pool instead of flatten + hidden
+  layer: features of size 2w that keep no spatial layout (tests whether small-cnn's flatten + FC
+  layer, which does keep it, is what makes CE strong).
 * ``resnet18``: ResNet-18 (He et al. 2016) with the CIFAR-style stem (3x3 conv, stride 1, no max-pool),
   for 28x28 or 32x32 images with 1 or 3 channels.
 * ``torchvision:NAME`` / ``timm:NAME``: any backbone of those libraries where installed; its last
@@ -21,9 +24,9 @@ from torch import nn
 
 from mr2_core.checks import bad
 
-__all__ = ["MODEL_NAMES", "Classifier", "SmallCNN", "ResNet18", "build_model"]
+__all__ = ["MODEL_NAMES", "Classifier", "SmallCNN", "SmallCNNGAP", "ResNet18", "build_model"]
 
-MODEL_NAMES = ("small-cnn", "resnet18", "torchvision:<name>", "timm:<name>")
+MODEL_NAMES = ("small-cnn", "small-cnn-gap", "resnet18", "torchvision:<name>", "timm:<name>")
 HEADS = ("linear", "cosine", "normalized")
 # CLIP's learned logit scale exp(4.6052) = 100, folded into the zero-shot head's weights by the released
 # MR² fine-tuning code; our "normalized" head starts its class weights at this norm.
@@ -130,6 +133,24 @@ class SmallCNN(nn.Sequential):
         self.out_dim = hidden
 
 
+class SmallCNNGAP(nn.Sequential):
+    """conv(w)-pool-conv(2w)-pool-global average pool: SmallCNN's conv stack with its flatten + hidden
+    layer replaced by a global average pool, so features (size 2w) carry no spatial layout."""
+
+    def __init__(self, in_channels: int, image_size: int, width: int = 32):
+        if image_size // 4 < 1:
+            raise bad("image_size", image_size, "at least 4 pixels for two 2x2 poolings")
+        super().__init__(
+            _conv_bn(in_channels, width),
+            nn.MaxPool2d(2),
+            _conv_bn(width, 2 * width),
+            nn.MaxPool2d(2),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+        )
+        self.out_dim = 2 * width
+
+
 class _BasicBlock(nn.Module):
     def __init__(self, cin: int, cout: int, stride: int):
         super().__init__()
@@ -230,10 +251,10 @@ def build_model(
     """Build a ``Classifier`` by name (``MODEL_NAMES``).
 
     Args:
-        name: ``small-cnn``, ``resnet18``, ``torchvision:<arch>`` or ``timm:<arch>``.
+        name: ``small-cnn``, ``small-cnn-gap``, ``resnet18``, ``torchvision:<arch>`` or ``timm:<arch>``.
         num_classes: K; in_channels: 1 or 3; image_size: input side in pixels (small-cnn needs it).
-        width: first-stage channels (small-cnn: 32, resnet18: 64 by default).
-        hidden: small-cnn's feature size.
+        width: first-stage channels (small-cnn, small-cnn-gap: 32, resnet18: 64 by default).
+        hidden: small-cnn's feature size (small-cnn-gap's is 2 * width; it ignores ``hidden``).
         pretrained: load the library's weights (torchvision/timm only; needs them cached or a network).
         freeze_backbone: train only the head (linear probe on fixed features).
         head: ``linear``, ``cosine`` (``mr2.losses.NormedLinear``: cosine logits, LDAM's head) or
@@ -246,6 +267,9 @@ def build_model(
     if name == "small-cnn":
         net = SmallCNN(in_channels, image_size, width or 32, hidden)
         backbone, dim = net, net.out_dim
+    elif name == "small-cnn-gap":
+        net = SmallCNNGAP(in_channels, image_size, width or 32)
+        backbone, dim = net, net.out_dim
     elif name == "resnet18":
         net = ResNet18(in_channels, width or 64)
         backbone, dim = net, net.out_dim
@@ -254,6 +278,6 @@ def build_model(
         backbone, dim = _library_backbone(lib, arch, in_channels, pretrained)
     else:
         raise bad("model", name, f"one of {list(MODEL_NAMES)}")
-    if pretrained and name in ("small-cnn", "resnet18"):
+    if pretrained and name in ("small-cnn", "small-cnn-gap", "resnet18"):
         raise bad("pretrained", pretrained, f"False for model='{name}' (no weights are shipped)")
     return Classifier(backbone, dim, num_classes, freeze_backbone=freeze_backbone, head=head)

@@ -116,6 +116,8 @@ SPREAD_STATS: dict[str, Callable[[pd.Series], Any]] = {
     "centred a_k": lambda r: r["class_centred_spread"],
     # s_k² / min_j ||mu_k - mu_j||²: a heuristic suggested by data, not a consequence of the bound
     "separation": lambda r: r["class_separation"],
+    # s_k / (s_k + s_j), j the nearest class mean: the two-Gaussian worst-class share (oracle)
+    "oracle share": lambda r: r["class_oracle_share"],
 }
 _SPREAD_NEEDS = {
     "a_k": ("class_spread",),
@@ -124,6 +126,7 @@ _SPREAD_NEEDS = {
     "s_k²/‖mu_k‖²": ("class_within_spread", "class_mean_norm2"),
     "centred a_k": ("class_centred_spread",),
     "separation": ("class_separation",),
+    "oracle share": ("class_oracle_share",),
 }
 
 

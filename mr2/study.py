@@ -60,6 +60,7 @@ CONFIGURED = "configured"
 # per-class statistics of the features of the top-level (select_metric's) model
 SPREAD_KEYS: tuple[str, ...] = (
     "class_spread", "class_mean_norm2", "class_within_spread", "class_centred_spread", "class_separation",
+    "class_oracle_share",
 )  # fmt: skip
 _SCALARS: tuple[str, ...] = ("margin_min", "margin_max")
 # config.json fields that do not change an experiment's numbers: the seed (what a study pools over),

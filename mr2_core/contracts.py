@@ -11,10 +11,19 @@ Nothing here imports numpy, torch or pandas: the command line reads it to build 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Any
 
 __all__ = [
     "LOSSES",
+    "MARGIN_FORMS",
+    "Method",
+    "METHODS",
+    "METHOD_FAMILIES",
+    "PALETTE_SIZE",
+    "method",
+    "method_overrides",
     "LOSS_LABELS",
     "LOSS_COLOR_INDEX",
     "loss_label",
@@ -57,28 +66,174 @@ LOSSES: tuple[str, ...] = ("ce", "focal", "ldam", "cdb", "mr2", "mr2-logit", "mr
 BASELINE_LOSS = "ce"  # what the paired comparisons subtract
 # MR2, its ablations and the released code's configuration
 MR2_LOSSES: tuple[str, ...] = ("mr2", "mr2-logit", "mr2-rep", "mr2-official")
-LOSS_LABELS = MappingProxyType(
+# MR2's two forms of the logit margin, the one home of this list (mr2.losses.MR2Loss reads it):
+# "temperature" (the released code: logits / gamma_y) and "additive" (LDAM's form: z_y - gamma_y).
+MARGIN_FORMS: tuple[str, ...] = ("temperature", "additive")
+
+
+# ------------------------------------------------------------------------------------------ methods
+# A method is what a study trains and a report compares: a name, the loss it trains with and the
+# overrides it applies (config fields, or ``loss.<option>`` as in mr2.train.apply_overrides), a label,
+# a colour and a family. Runs land in RUNS/<study>/<method>/seed<k>. Presets take their per-method
+# overrides from here (mr2.train.presets), figures their colours and labels, mr2.losses.make_loss
+# accepts every name (applying the ``loss.*`` options), and mr2.bench_train lists its methods from it.
+METHOD_FAMILIES: tuple[str, ...] = ("baseline", "long-tail", "mr2", "mr2-variant", "released-code", "control")
+# colours: an index into PALETTE_SIZE colours (paper_figs.style.method_palette: seaborn's colour-blind,
+# dark, pastel, bright and muted palettes of 10, in that order), one per method
+PALETTE_SIZE = 50
+
+
+@dataclass(frozen=True)
+class Method:
+    """One registered method (see the section comment above)."""
+
+    name: str
+    loss: str  # one of LOSSES
+    options: MappingProxyType  # overrides: config fields or "loss.<option>"
+    label: str
+    color: int  # index into the PALETTE_SIZE colours
+    family: str  # one of METHOD_FAMILIES
+    note: str = ""
+
+
+_LDAM_COSINE = {"head": "cosine", "loss.s": 30.0}  # LDAM's head and scale, as its authors run it
+_DRW_EPOCH = 24  # deferred re-weighting from epoch 24 of 30 (LDAM-DRW: 160 of 200)
+_ORACLE = {"loss.statistic": "oracle", "loss.margin_form": "additive", "loss.exponent": 1.0}
+# LDAM-DRW with its authors' optimisation (github.com/kaidic/LDAM-DRW, cifar_train.py): lr 0.1, weight
+# decay 2e-4, plain momentum 0.9, warm-up over 5 of 200 epochs, lr x 0.01 after 160 and x 1e-4 after 180
+# of 200 epochs (80% and 90%): here scaled to a 30-epoch run (warm-up 0.75 epochs, linear per step)
+_LDAM_AUTHORS_OPT = {
+    "lr": 0.1,
+    "weight_decay": 2e-4,
+    "nesterov": False,
+    "schedule": "step",
+    "lr_steps": [[0.8, 0.01], [0.9, 0.0001]],
+    "warmup_epochs": 0.75,
+}
+# name: (loss, overrides, label, colour, family, note)
+_METHOD_TABLE: dict[str, tuple[str, dict[str, Any], str, int, str, str]] = {
+    # the losses themselves (a loss name is a method with no overrides)
+    "ce": ("ce", {}, "CE", 0, "baseline", ""),
+    "mr2": ("mr2", {}, "MR²", 1, "mr2", "the paper: a_k, temperature form, exponent 1/3"),
+    "focal": ("focal", {}, "focal", 2, "baseline", ""),
+    "ldam": ("ldam", {}, "LDAM", 3, "long-tail", ""),
+    "cdb": ("cdb", {}, "CDB", 4, "baseline", ""),
+    "mr2-logit": ("mr2-logit", {}, "MR² logit only", 5, "mr2", "ablation: no representation term"),
+    "mr2-rep": ("mr2-rep", {}, "MR² rep. only", 6, "mr2", "ablation: no logit margins"),
+    "mr2-official": (
+        "mr2-official", {}, "MR² official code", 7, "released-code",
+        "the released ImageNet script's configuration at K = 10: 1000 statistic slots, so the real "
+        "classes' margins average 1000/K = 100, i.e. a temperature of ~100 on every logit",
+    ),
+    # baselines' variants
+    "ce-normhead": ("ce", {"head": "normalized"}, "CE, normalised head", 8, "baseline", ""),
+    "ce-drw": ("ce", {"loss.drw_epoch": _DRW_EPOCH}, "CE-DRW", 9, "long-tail", ""),
+    "ldam-drw": (
+        "ldam", {**_LDAM_COSINE, "loss.drw_epoch": _DRW_EPOCH}, "LDAM-DRW", 10, "long-tail",
+        "cosine head, s = 30, DRW from epoch 24 of 30; the project's optimiser (Nesterov, cosine)",
+    ),
+    "ldam-drw-authors": (
+        "ldam", {**_LDAM_COSINE, "loss.drw_epoch": _DRW_EPOCH, **_LDAM_AUTHORS_OPT},
+        "LDAM-DRW, authors' optimiser", 11, "long-tail",
+        "lr 0.1, wd 2e-4, plain momentum, step decay x0.01 at 80% and 90%, warm-up 5/200 of training",
+    ),
+    "ce-gap": ("ce", {"model": "small-cnn-gap"}, "CE, GAP CNN", 12, "baseline", "global-average-pooled CNN"),
+    "ldam-drw-gap": (
+        "ldam", {**_LDAM_COSINE, "loss.drw_epoch": _DRW_EPOCH, "model": "small-cnn-gap"},
+        "LDAM-DRW, GAP CNN", 13, "long-tail", "global-average-pooled CNN",
+    ),
+    # MR2's margin rule with other statistics, forms and exponents (family "mr2-variant")
+    "mr2-centred": ("mr2", {"loss.statistic": "centred"}, "MR² centred", 14, "mr2-variant", ""),
+    "mr2-spread": ("mr2", {"loss.statistic": "spread"}, "MR² spread", 15, "mr2-variant", ""),
+    "mr2-separation": (
+        "mr2", {"loss.statistic": "separation"}, "MR² separation", 16, "mr2-variant",
+        "a heuristic suggested by data, not a consequence of the bound",
+    ),
+    "mr2-e12": ("mr2", {"loss.exponent": 0.5}, "MR² exponent 1/2", 17, "mr2-variant", ""),
+    "mr2-separation-e12": (
+        "mr2", {"loss.statistic": "separation", "loss.exponent": 0.5}, "MR² separation, exp. 1/2", 18,
+        "mr2-variant", "",
+    ),
+    "mr2-additive": ("mr2", {"loss.margin_form": "additive"}, "MR² additive", 19, "mr2-variant", ""),
+    "mr2-separation-additive": (
+        "mr2", {"loss.statistic": "separation", "loss.margin_form": "additive"},
+        "MR² separation, additive", 20, "mr2-variant", "",
+    ),
+    "mr2-oracle-additive": (
+        "mr2", _ORACLE, "MR² oracle share, additive", 21, "mr2-variant",
+        "margins proportional to s_k / (s_k + s_j) against the nearest rival (two-Gaussian minimax)",
+    ),
+    "mr2-wise": (
+        "mr2", {"merge_alpha": 0.6}, "MR² + WiSE-FT", 22, "mr2-variant", "merged with init_checkpoint",
+    ),
+    # the released code
+    "mr2-official-cifar": (
+        "mr2-official", {"loss.stat_slots": None, "loss.ema_decay": 0.9, "loss.rep_target": "zero"},
+        "MR² official CIFAR script", 23, "released-code",
+        "the released CIFAR script: K statistic slots, EMA 0.9, representation target 0, linear head",
+    ),
+    "mr2-official-wise": (
+        "mr2-official", {"head": "normalized", "merge_alpha": 0.6},
+        "MR² official, merged with random init (not WiSE-FT)", 25, "released-code",
+        "kept to read old results: merges with randomly initialised weights, which is not WiSE-FT",
+    ),
+    # controls
+    "mr2-shuffled": (
+        "mr2", {"loss.statistic": "shuffled"}, "MR² shuffled (placebo)", 26, "control",
+        "the derangement's seed is the run's seed: a mean over seeds averages over permutations",
+    ),
+}  # fmt: skip
+# study-specific variants: training length (fmnist-length) and from-scratch runs (fmnist-finetune)
+_LENGTH_BASES = {"ce": {}, "mr2": {}, "ldam": _LDAM_COSINE, "cdb": {}}
+for _i, (_base, _e) in enumerate(
+    [(b, e) for e in (10, 20) for b in _LENGTH_BASES] + [("ce", 40), ("mr2", 40)]
+):
+    _loss, _, _label, _, _family, _ = _METHOD_TABLE[_base]
+    _METHOD_TABLE[f"{_base}-e{_e}"] = (
+        _loss,
+        {**_LENGTH_BASES[_base], "epochs": _e},
+        f"{_label}, {_e} epochs",
+        30 + _i,
+        _family,
+        "",
+    )
+for _i, _base in enumerate(("ce", "mr2")):
+    _METHOD_TABLE[f"{_base}-scratch"] = (
+        _base, {"init_checkpoint": None, "epochs": 30, "lr": 0.05, "warmup_epochs": 2.0},
+        f"{_METHOD_TABLE[_base][2]} from scratch", 40 + _i, _METHOD_TABLE[_base][4], "no init_checkpoint",
+    )  # fmt: skip
+METHODS = MappingProxyType(
     {
-        "ce": "CE",
-        "focal": "focal",
-        "ldam": "LDAM",
-        "cdb": "CDB",
-        "mr2": "MR²",
-        "mr2-logit": "MR² logit only",
-        "mr2-rep": "MR² rep. only",
-        "mr2-official": "MR² official code",
+        name: Method(name, loss, MappingProxyType(dict(opts)), label, color, family, note)
+        for name, (loss, opts, label, color, family, note) in _METHOD_TABLE.items()
     }
 )
-# Fixed colour per loss: an index into seaborn's 10-colour colour-blind palette, so a loss keeps its
-# colour from figure to figure (CE blue, MR2 orange). Names not listed take the remaining colours.
-LOSS_COLOR_INDEX = MappingProxyType(
-    {"ce": 0, "mr2": 1, "focal": 2, "ldam": 3, "cdb": 4, "mr2-logit": 5, "mr2-rep": 6, "mr2-official": 7}
-)
+LOSS_LABELS = MappingProxyType({name: METHODS[name].label for name in LOSSES})
+# the colour index of every method (kept under its old name: it started as the losses' colours)
+LOSS_COLOR_INDEX = MappingProxyType({name: m.color for name, m in METHODS.items()})
+
+
+def method(name: str) -> Method:
+    """The registered method ``name`` (ValueError naming the known ones otherwise)."""
+    if name not in METHODS:
+        raise ValueError(f"method={name!r}: expected one of {', '.join(METHODS)}")
+    return METHODS[name]
+
+
+def method_overrides(name: str, *, probe: bool = False) -> dict[str, Any]:
+    """The overrides a study applies for method ``name``: ``{"loss": ..., **options}``.
+
+    ``probe``: for a linear probe on frozen features, where the representation term has no gradient,
+    MR2 trains with its logit margins alone: loss ``"mr2"`` becomes ``"mr2-logit"``.
+    """
+    m = method(name)
+    loss = "mr2-logit" if probe and m.loss == "mr2" else m.loss
+    return {"loss": loss, **m.options}
 
 
 def loss_label(name: str) -> str:
-    """The display label of a loss (its name when it has none)."""
-    return LOSS_LABELS.get(name, name)
+    """The display label of a method or loss (its name when it has none)."""
+    return METHODS[name].label if name in METHODS else name
 
 
 # ------------------------------------------------------------------------------------ training runs
@@ -117,6 +272,9 @@ METRICS_OPTIONAL_KEYS: tuple[str, ...] = (
     "selections",
     "class_centred_spread",  # list of K: ||mu_k - mu_bar||^2 + s_k^2 (the bound with a bias in the head)
     "class_separation",  # list of K: s_k^2 / min_j ||mu_k - mu_j||^2 (a data-suggested heuristic)
+    # list of K: s_k / (s_k + s_j) against the nearest class mean j, SDs along the line joining the
+    # means (the two-Gaussian worst-class share); written when K d^2 is small (mr2.train.evaluation)
+    "class_oracle_share",
     "margin_min",  # MR² losses: smallest per-class margin gamma_k at the end of training
     "margin_max",  # MR² losses: largest per-class margin gamma_k at the end of training
 )

@@ -39,6 +39,7 @@ STAT_LABELS = {
     "s_k²/‖mu_k‖²": r"$s_k^2/\|\mu_k\|^2$",
     "centred a_k": r"$\|\mu_k-\bar\mu\|^2+s_k^2$",
     "separation": r"$s_k^2/\min_j\|\mu_k-\mu_j\|^2$",
+    "oracle share": r"$s_k/(s_k+s_j)$",
 }
 REPORT_DPI = 120  # PNG resolution of mr2 report's plots (the paper's figures use style.DPI)
 

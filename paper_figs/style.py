@@ -20,6 +20,8 @@ __all__ = [
     "set_theme",
     "palette",
     "loss_color",
+    "method_palette",
+    "METHOD_PALETTES",
     "figsize",
     "new_axes",
     "save_figure",
@@ -77,14 +79,26 @@ def palette(n: int) -> list[tuple[float, float, float]]:
     return sns.color_palette("colorblind", n)
 
 
-def loss_color(name: str) -> tuple[float, float, float]:
-    """The fixed colour of a loss (e.g. ``"ce"``, ``"mr2"``)."""
-    from mr2_core.contracts import LOSS_COLOR_INDEX
+# the palettes behind the methods' colour indices (mr2_core.contracts.PALETTE_SIZE = 5 x 10 colours),
+# in this order: the colour-blind palette first, so the first ten methods keep their old colours
+METHOD_PALETTES = ("colorblind", "dark", "pastel", "bright", "muted")
 
-    colors = palette(10)
-    if name in LOSS_COLOR_INDEX:
-        return colors[LOSS_COLOR_INDEX[name]]
-    return colors[(len(LOSS_COLOR_INDEX) + sum(map(ord, name))) % 10]
+
+def method_palette() -> list[tuple[float, float, float]]:
+    """The ``PALETTE_SIZE`` colours the method registry's colour indices point into."""
+    import seaborn as sns
+
+    return [c for name in METHOD_PALETTES for c in sns.color_palette(name, 10)]
+
+
+def loss_color(name: str) -> tuple[float, float, float]:
+    """The fixed colour of a method or loss (e.g. ``"ce"``, ``"mr2"``; ``mr2_core.contracts.METHODS``).
+    A name not registered takes a colour of the colour-blind palette from its characters."""
+    from mr2_core.contracts import METHODS
+
+    if name in METHODS:
+        return method_palette()[METHODS[name].color]
+    return palette(10)[sum(map(ord, name)) % 10]
 
 
 def figsize(width: str | float = "single", aspect: float = 0.75) -> tuple[float, float]:

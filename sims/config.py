@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from mr2_core.checks import bad, check_int, positive_floats
+from mr2_core.contracts import MARGIN_FORMS
 
 __all__ = [
     "LOSS_FORMS",
@@ -35,7 +36,7 @@ __all__ = [
     "Setting",
 ]
 
-LOSS_FORMS = ("additive", "temperature")
+LOSS_FORMS = MARGIN_FORMS  # the margin forms' one home: mr2_core.contracts
 MEAN_LAYOUTS = ("simplex", "orthogonal")
 MIN_MC_PER_CLASS = 100_000  # our floor for Monte Carlo test points per class (docs/method.md, Targets)
 

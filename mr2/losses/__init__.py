@@ -12,14 +12,14 @@ from typing import Any
 
 from torch import nn
 
-from mr2_core.checks import bad
-from mr2_core.contracts import LOSSES
 from mr2.losses._common import LossBase
 from mr2.losses.cdb import CDBLoss
 from mr2.losses.ce import CrossEntropyLoss
 from mr2.losses.focal import FocalLoss
 from mr2.losses.ldam import LDAMLoss, NormedLinear
 from mr2.losses.mr2_loss import MR2Loss
+from mr2_core.checks import bad
+from mr2_core.contracts import LOSSES, METHODS
 
 __all__ = [
     "LOSS_NAMES",
@@ -73,7 +73,13 @@ _REGISTRY: dict[str, tuple[type[LossBase], dict[str, Any], dict[str, Any]]] = {
 
 
 def make_loss(name: str, num_classes: int, *, class_counts: Any = None, **options: Any) -> nn.Module:
-    """Build the loss called ``name`` (one of :data:`LOSS_NAMES`) for ``num_classes`` classes.
+    """Build the loss called ``name`` (one of :data:`LOSS_NAMES`, or a method of the registry
+    ``mr2_core.contracts.METHODS``) for ``num_classes`` classes.
+
+    A method name builds its loss with the method's ``loss.<option>`` overrides (``options`` override
+    them in turn); its config-level overrides (head, model, learning rate, ...) belong to the training
+    run and are not applied here. E.g. ``make_loss("mr2-oracle-additive", 10)`` is
+    ``make_loss("mr2", 10, statistic="oracle", margin_form="additive", exponent=1.0)``.
 
     Args:
         name: ``"ce"``, ``"focal"``, ``"ldam"``, ``"cdb"``, ``"mr2"``, ``"mr2-logit"``, ``"mr2-rep"`` or
@@ -86,8 +92,12 @@ def make_loss(name: str, num_classes: int, *, class_counts: Any = None, **option
             ``statistic`` for MR2, ``label_smoothing`` for CE); an option the loss does not take, or
             one the name fixes, raises ValueError.
     """
+    if name not in _REGISTRY and name in METHODS:
+        m = METHODS[name]
+        from_method = {k[len("loss.") :]: v for k, v in m.options.items() if k.startswith("loss.")}
+        return make_loss(m.loss, num_classes, class_counts=class_counts, **{**from_method, **options})
     if name not in _REGISTRY:
-        raise bad("name", name, f"one of {', '.join(LOSS_NAMES)}")
+        raise bad("name", name, f"one of {', '.join(LOSS_NAMES)} or a method of {', '.join(METHODS)}")
     cls, fixed, defaults = _REGISTRY[name]
     accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "num_classes")]
     for key in options:

@@ -33,7 +33,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mr2_core.checks import bad, check_int
 from mr2.losses._common import (
     LossBase,
     all_gather_batch,
@@ -50,18 +49,25 @@ from mr2.losses.class_stats import (
 )
 from mr2.losses.layout import BatchLayout, batch_layout
 from mr2.losses.margin_ce import margin_cross_entropy
-from mr2.losses.margin_statistics import STATISTICS, VECTOR_STATISTICS, class_statistic, derangement
+from mr2.losses.margin_statistics import (
+    STATISTICS,
+    VECTOR_STATISTICS,
+    class_statistic,
+    derangement,
+    projected_class_variances,
+)
 from mr2.losses.representation import (
     check_representation_value,
     representation_dtype,
     representation_margin,
     representation_margin_masked,
 )
+from mr2_core.checks import bad, check_int
+from mr2_core.contracts import MARGIN_FORMS
 from theory import optimal_margins
 
 __all__ = ["MR2Loss", "MARGIN_FORMS", "REP_TARGETS", "LAYOUTS", "SPREAD_FLOOR", "STATISTICS"]
 
-MARGIN_FORMS = ("temperature", "additive")
 LAYOUTS = ("auto", "compact", "dense")
 # layout="auto" on a CPU: the fixed-shape route up to this many classes. With few classes the pairs
 # are many (about B^2 / (2K) with balanced labels, above the B^2 / 32 of DENSE_PAIR_FRACTION below
@@ -96,9 +102,11 @@ class MR2Loss(LossBase):
         logit_margins: False replaces the margin CE by plain CE (the ``mr2-rep`` ablation).
         statistic: the per-class statistic a_k behind the margins (``margin_statistics``):
             ``"second_moment"`` (the paper), ``"centred"``, ``"spread"``, ``"separation"`` (a heuristic
-            suggested by data, not a consequence of the bound) or ``"shuffled"`` (a placebo).
-        exponent: e in gamma_k proportional to a_k^e, in (0, 1); 1/3 is the bound's value (p = 2 in
-            ``theory.optimal_margins``, e = 1/(p + 1)).
+            suggested by data, not a consequence of the bound), ``"oracle"`` (the two-Gaussian
+            worst-class share s_k / (s_k + s_j) against the nearest rival; use it with exponent 1)
+            or ``"shuffled"`` (a placebo).
+        exponent: e in gamma_k proportional to a_k^e, in (0, 1]; 1/3 is the bound's value (p = 2 in
+            ``theory.optimal_margins``, e = 1/(p + 1)); 1 for ``"oracle"``.
         shuffle_seed: seed of the fixed derangement used by ``statistic="shuffled"``.
         stat_slots: None (default): K slots, and a class not yet seen takes the mean statistic of
             the seen ones. An integer S >= K reproduces the released code's slot handling: S slots of
@@ -190,7 +198,8 @@ class MR2Loss(LossBase):
         )
         self.logit_margins = bool(logit_margins)
         self.statistic = check_in("statistic", statistic, STATISTICS)
-        self.exponent = check_real("exponent", exponent, low=0.0, high=1.0, low_open=True, high_open=True)
+        # e = 1 is allowed: margins proportional to the statistic itself (the "oracle" share's rule)
+        self.exponent = check_real("exponent", exponent, low=0.0, high=1.0, low_open=True)
         # e = 1 / (p + 1) in theory.optimal_margins; e = 1/3 gives p = 2.0 exactly
         self.margin_power = 1.0 / self.exponent - 1.0
         self.shuffle_seed = check_int("shuffle_seed", shuffle_seed, 0)
@@ -216,6 +225,11 @@ class MR2Loss(LossBase):
         if self.statistic in VECTOR_STATISTICS:
             # (K, d), materialised at the first batch or by load_state_dict (_load_from_state_dict)
             self.register_buffer("class_mean_ema", torch.zeros(K, 0, dtype=torch.float32))
+        if self.statistic == "oracle":
+            # V[k, j]: EMA of the variance of class k projected on the line from m_k to m_j, and how
+            # often each entry was observed (margin_statistics.projected_class_variances)
+            self.register_buffer("proj_var_ema", torch.zeros(K, K, dtype=torch.float32))
+            self.register_buffer("pair_observations", torch.zeros(K, K, dtype=torch.int64))
         if self.statistic == "shuffled":
             # not persistent: it is a function of (K, shuffle_seed), both in the config
             self.register_buffer("permutation", derangement(K, self.shuffle_seed), persistent=False)
@@ -302,6 +316,8 @@ class MR2Loss(LossBase):
                     new = torch.where(ok.view(-1, *[1] * (new.ndim - 1)), new, ema)
                 ema.add_((w if ema.ndim == 1 else w[:, None]) * (new - ema))  # = decay ema + (1 - decay) new
             self.observations.add_(ok)
+            if self.statistic == "oracle":
+                self._update_projected(h, targets, sync)
             return
         olds = [ema.index_select(0, idx) for ema, _ in updates]
         if ok is not None:
@@ -315,6 +331,26 @@ class MR2Loss(LossBase):
             wk = w if ema.ndim == 1 else w[:, None]
             ema.index_copy_(0, idx, old + wk * (new - old))  # = decay * old + (1 - decay) * new
         self.observations.index_copy_(0, idx, seen_before + (1 if ok is None else ok.long()))
+        if self.statistic == "oracle":
+            self._update_projected(h, targets, sync)
+
+    def _update_projected(self, h: Tensor, targets: Tensor, sync: bool) -> None:
+        """Fold the batch's projected class variances into ``proj_var_ema`` (``"oracle"`` only).
+
+        Directions: the class-mean EMA after this batch's update. Entry (k, j) is updated when class k
+        is in the batch, class j has a mean (seen), j != k, the two means differ and the value is
+        finite; its first observation initialises it, later ones are EMA'd with ``ema_decay``.
+        """
+        var, counts = projected_class_variances(h, targets, self.class_mean_ema, sync=sync)
+        seen = self.observations > 0
+        K = self.num_classes
+        valid = (counts > 0)[:, None] & seen[None, :] & ~torch.eye(K, dtype=torch.bool, device=h.device)
+        valid &= torch.isfinite(var.float()) & (var > 0)
+        ema = self.proj_var_ema
+        new = torch.where(valid, var.to(ema.dtype), ema)
+        w = torch.where(self.pair_observations == 0, ema.new_ones(()), ema.new_full((), 1.0 - self.ema_decay))
+        ema.add_(torch.where(valid, w, 0.0) * (new - ema))
+        self.pair_observations.add_(valid)
 
     def _warn_non_finite(self, classes: Tensor | None, ok: Tensor, feature_absmax: float | None) -> None:
         # ``classes``: the class of each entry of ``ok`` (None: entry k is class k)
@@ -366,6 +402,8 @@ class MR2Loss(LossBase):
             class_means=getattr(self, "class_mean_ema", None),
             seen=seen,
             norm_p=self.norm_p,
+            projected_var=getattr(self, "proj_var_ema", None),
+            pair_seen=self.pair_observations > 0 if self.statistic == "oracle" else None,
         )
         if self.statistic in VECTOR_STATISTICS:  # their values at unseen classes are meaningless
             a = torch.where(seen, stat, 0.0)

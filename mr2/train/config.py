@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 OPTIMIZERS = ("sgd", "adamw")
-SCHEDULES = ("cosine", "constant")
+SCHEDULES = ("cosine", "constant", "step")
 SELECT_METRICS = SELECTION_RULES  # best overall val accuracy, best worst-class val accuracy, last epoch
 _SAFE_NAME = re.compile(r"(?!\.{1,2}$)[A-Za-z0-9._-]+")
 # config fields that may differ when a run is resumed: they do not change the numbers
@@ -76,6 +76,7 @@ class TrainConfig:
     freeze_backbone: bool = False  # linear probe: train the head on fixed features
     head: str = "linear"  # linear | cosine (LDAM's: pair it with loss.s=30) | normalized (released MR2 code)
     init_checkpoint: str | None = None  # backbone weights to start from: a run's model.pt or checkpoint.pt
+    init_head: bool | None = None  # also start the head from init_checkpoint (None, false: a fresh head)
     save_model: bool = False  # write the selected model's weights to RUN/model.pt (for init_checkpoint)
     # loss
     loss: str = "ce"  # one of mr2.losses.LOSS_NAMES
@@ -84,12 +85,16 @@ class TrainConfig:
     # optimisation
     epochs: int = 10  # passes over the training split
     batch_size: int = 128  # images per step, summed over all ranks
-    optimizer: str = "sgd"  # sgd (Nesterov momentum) | adamw
+    optimizer: str = "sgd"  # sgd (Nesterov momentum unless nesterov=false) | adamw
+    nesterov: bool | None = None  # SGD: Nesterov momentum; None: on when momentum > 0 (the default)
     lr: float = 0.05  # peak learning rate (per step, not scaled by batch size)
     momentum: float = 0.9  # SGD momentum / AdamW beta1
     weight_decay: float = 5e-4  # L2 coefficient (decoupled for AdamW)
     warmup_epochs: float = 0.0  # linear warm-up from 0 to lr (epochs, fractional allowed)
-    schedule: str = "cosine"  # after warm-up: cosine to 0 | constant
+    schedule: str = "cosine"  # after warm-up: cosine to 0 | constant | step (lr_steps)
+    # schedule="step": [[fraction of training, multiplier of lr], ...] in increasing fraction; from
+    # that fraction of the steps on the lr is lr * multiplier (LDAM-DRW: [[0.8, 0.01], [0.9, 1e-4]])
+    lr_steps: list | None = None
     crop_padding: int = 0  # random-crop augmentation: zero padding on each side (pixels); 0: off
     hflip: bool = False  # random horizontal flips
     # evaluation and selection
@@ -178,6 +183,13 @@ def validate_config(cfg: TrainConfig) -> None:
         raise bad("image_channels", cfg.image_channels, "1 (grey) or 3 (RGB)")
     for name in _FLAGS:
         check_scalar(getattr(cfg, name), name, "bool")
+    if cfg.init_head is not None and not isinstance(cfg.init_head, bool):
+        raise bad("init_head", cfg.init_head, "true, false or none (a fresh head)")
+    if cfg.init_head and cfg.init_checkpoint is None:
+        raise bad("init_head", cfg.init_head, "false or none when init_checkpoint is None")
+    if cfg.nesterov is not None and not isinstance(cfg.nesterov, bool):
+        raise bad("nesterov", cfg.nesterov, "true, false or none (Nesterov when momentum > 0)")
+    _check_lr_steps(cfg)
     if cfg.sync_bn is not None and not isinstance(cfg.sync_bn, bool):
         raise bad("sync_bn", cfg.sync_bn, "true, false or none (on under DDP for small per-rank batches)")
     if not isinstance(cfg.loss_options, dict):
@@ -192,6 +204,24 @@ def validate_config(cfg: TrainConfig) -> None:
         raise bad("data_dir", cfg.data_dir, "a folder path (string) or None")
     if not isinstance(cfg.device, str):
         raise bad("device", cfg.device, "auto, cpu, cuda or cuda:N")
+
+
+def _check_lr_steps(cfg: TrainConfig) -> None:
+    expected = "a list of [fraction in (0, 1), multiplier > 0] pairs in increasing fraction"
+    if cfg.schedule != "step":
+        if cfg.lr_steps is not None:
+            raise bad("lr_steps", cfg.lr_steps, "None unless schedule='step'")
+        return
+    steps = cfg.lr_steps
+    if not isinstance(steps, (list, tuple)) or not steps:
+        raise bad("lr_steps", steps, expected)
+    last = 0.0
+    for pair in steps:
+        ok = isinstance(pair, (list, tuple)) and len(pair) == 2
+        ok = ok and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pair)
+        if not ok or not (last < pair[0] < 1.0) or not (0.0 < pair[1] < math.inf):
+            raise bad("lr_steps", steps, expected)
+        last = pair[0]
 
 
 # ------------------------------------------------------------------------------ --set KEY=VALUE

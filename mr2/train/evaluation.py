@@ -32,7 +32,12 @@ __all__ = [
     "feature_stats_from_sums",
     "Evaluation",
     "evaluate",
+    "MAX_MOMENT_FLOATS",
 ]
+
+# the feature statistics include the per-class second moments (K d² float64, for the oracle share)
+# up to this size: 8 MB (K = 10 and d up to ~320; ResNet-18's d = 512 at K <= 3)
+MAX_MOMENT_FLOATS = 1_000_000
 
 
 def prepare_batch(
@@ -133,5 +138,7 @@ def evaluate(
     confusion = dist.all_reduce(confusion_matrix(preds, y_part, k))
     stats = None
     if feature_stats:
-        stats = feature_stats_from_sums(dist.all_reduce(class_feature_sums(feats, y_part, k)))
+        d = model.feature_dim  # the second moments (K d² floats) for the oracle share, when small
+        sums = class_feature_sums(feats, y_part, k, second_moments=k * d * d <= MAX_MOMENT_FLOATS)
+        stats = feature_stats_from_sums(dist.all_reduce(sums), dim=d)
     return Evaluation(metrics_from_confusion(confusion), confusion.cpu(), stats)

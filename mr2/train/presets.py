@@ -10,11 +10,20 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from mr2_core.checks import bad
-from mr2_core.contracts import LOSSES
 from mr2.train.config import TrainConfig, apply_overrides
+from mr2_core.checks import bad
+from mr2_core.contracts import LOSSES, METHODS, method_overrides
 
-__all__ = ["Preset", "PRESETS", "get_preset", "ALL_LOSSES", "MR2_SEPARATION", "LDAM_COSINE"]
+__all__ = [
+    "Preset",
+    "PRESETS",
+    "get_preset",
+    "ALL_LOSSES",
+    "MR2_SEPARATION",
+    "LDAM_COSINE",
+    "PROBE_METHODS",
+    "BACKBONE_SEEDS",
+]
 
 
 @dataclass(frozen=True)
@@ -22,10 +31,15 @@ class Preset:
     """A named study: a base config, the methods and seeds to run, and per-method overrides
     (config fields or ``loss.<option>``, as in ``apply_overrides``).
 
-    A method is a loss name (``"ce"``, ``"mr2"``) or a name of its own whose overrides say which loss
-    it trains with (``"ce-drw": {"loss": "ce", "loss.drw_epoch": 24}``); its runs land in
-    ``RUNS/<study>/<method>/seed<k>``. ``seeds_for`` gives a method more (or other) seeds than the
-    preset's, e.g. the key comparison of a study.
+    A method is a name of the registry ``mr2_core.contracts.METHODS``: the loss it trains with and
+    its overrides (``"ce-drw"``: loss ``"ce"``, ``loss.drw_epoch=24``) come from there, and a probe
+    preset (``freeze_backbone``) trains MR2's methods with the logit margins alone (``"mr2-logit"``:
+    the representation term has no gradient on frozen features). ``per_loss`` adds a study's own
+    overrides on top. Runs land in ``RUNS/<study>/<method>/seed<k>``. ``seeds_for`` gives a method
+    more (or other) seeds than the preset's, e.g. the key comparison of a study.
+
+    The placebo ``statistic="shuffled"`` draws its derangement from the run's seed (unless the
+    overrides set ``loss.shuffle_seed``), so a mean over n seeds averages over n permutations.
     """
 
     name: str
@@ -37,7 +51,10 @@ class Preset:
     seeds_for: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
     def config_for(self, method: str, seed: int, **overrides: Any) -> TrainConfig:
-        options = {**self.per_loss.get(method, {}), **overrides}
+        base = method_overrides(method, probe=self.config.freeze_backbone) if method in METHODS else {}
+        options = {**base, **self.per_loss.get(method, {}), **overrides}
+        if options.get("loss.statistic") == "shuffled" and "loss.shuffle_seed" not in options:
+            options["loss.shuffle_seed"] = seed  # one permutation per seed (class docstring)
         loss = options.pop("loss", method)
         if loss not in LOSSES:
             raise bad(
@@ -56,7 +73,7 @@ class Preset:
 
 ALL_LOSSES = LOSSES
 # LDAM as its authors run it: cosine head (NormedLinear, class weights at norm 1), logits scaled by
-# s = 30; on balanced data all margins = 0.5
+# s = 30; on balanced data all margins = 0.5 (the registry's ldam-drw carries the same options)
 LDAM_COSINE = {"head": "cosine", "loss.s": 30.0}
 # scikit-learn digits (8x8) with a tiny CNN: seconds on a CPU, for tests and fallbacks
 DIGITS = TrainConfig(
@@ -74,49 +91,55 @@ PROTOCOL = TrainConfig(
 # 12 paired seeds: a paired SD of 1.1 points on the worst class makes a 1-point effect detectable at
 # 80% power (mr2_core.stats.seeds_for_effect(1.1, 1.0) = 12)
 KEY_SEEDS = tuple(range(12))
-# the released MR2 code's configuration (mr2-official: L5 statistics, 1000 statistic slots, EMA 0.999)
-# with its head (a linear layer on normalised features), the same head with CE, and its WiSE-FT merge
-RELEASED_CODE = {
-    "mr2-official": {"head": "normalized"},
-    "ce-normhead": {"loss": "ce", "head": "normalized"},
-    "mr2-official-wise": {"loss": "mr2-official", "head": "normalized", "merge_alpha": 0.6},
-}
-# deferred re-weighting from epoch 24 of 30 (LDAM-DRW: epoch 160 of 200)
-DRW_EPOCH = 24
-DRW_METHODS = {
-    "ce-drw": {"loss": "ce", "loss.drw_epoch": DRW_EPOCH},
-    "ldam-drw": {"loss": "ldam", **LDAM_COSINE, "loss.drw_epoch": DRW_EPOCH},
-}
+# the released MR2 code's configuration in fmnist-protocol: mr2-official (L5 statistics, 1000 statistic
+# slots, EMA 0.999) with its head (a linear layer on normalised features), the same head with CE, and
+# the released CIFAR script's configuration (registry: mr2-official-cifar). The old
+# mr2-official-wise (a merge with RANDOM initial weights, not WiSE-FT) is no longer trained; its
+# results stay readable (registered, labelled for what it is).
+RELEASED_CODE = {"mr2-official": {"head": "normalized"}}
 # the backbone of fmnist-pretrain's run (resolved under the runs folder, trained first when missing)
 PRETRAINED = "@fmnist-pretrain/ce/seed0"
-# linear probes: frozen features give the representation term no gradient, so the logit margins alone
-# (mr2-logit) with each statistic; exponent 1/3 is the theory's (sum budget), 1/2 the minimax rule's
+# backbones over which the probe studies are nested: fmnist-probe-b{b} starts from fmnist-pretrain's seed b
+BACKBONE_SEEDS = (0, 1, 2, 3, 4)
+# linear probes: each statistic and exponent against CE (trained as mr2-logit: Preset.config_for);
+# exponent 1/3 is the theory's (sum budget), 1/2 the minimax rule's. mr2-additive: the margin form the
+# bound is derived for (a ramp loss of the margin: subtract gamma_y from the target logit), beside
+# MR2's temperature form (logits / gamma_y), which inverts what a larger margin does to a class's
+# gradient.
 PROBE_METHODS = {
-    "ce": {},
-    "mr2": {"loss": "mr2-logit"},
-    "mr2-centred": {"loss": "mr2-logit", "loss.statistic": "centred"},
-    "mr2-spread": {"loss": "mr2-logit", "loss.statistic": "spread"},
-    "mr2-separation": {"loss": "mr2-logit", "loss.statistic": "separation"},
-    "mr2-shuffled": {"loss": "mr2-logit", "loss.statistic": "shuffled"},
-    "mr2-e12": {"loss": "mr2-logit", "loss.exponent": 0.5},
-    "mr2-separation-e12": {"loss": "mr2-logit", "loss.statistic": "separation", "loss.exponent": 0.5},
-    # the margin form the bound is derived for (a ramp loss of the margin: subtract gamma_y from the
-    # target logit), beside MR2's temperature form (logits / gamma_y), which inverts what a larger
-    # margin does to a class's gradient
-    "mr2-additive": {"loss": "mr2-logit", "loss.margin_form": "additive"},
-    "mr2-separation-additive": {
-        "loss": "mr2-logit",
-        "loss.statistic": "separation",
-        "loss.margin_form": "additive",
-    },
-}
+    name: method_overrides(name, probe=True)
+    for name in ("ce", "mr2", "mr2-centred", "mr2-spread", "mr2-separation", "mr2-shuffled", "mr2-e12",
+                 "mr2-separation-e12", "mr2-additive", "mr2-separation-additive")
+}  # fmt: skip
+# the probe studies over backbones (issue 19/20.7): the published rule, its additive form, the
+# separation heuristic in both forms, the oracle share, and the placebo
+BACKBONE_PROBE_METHODS = ("ce", "mr2", "mr2-additive", "mr2-separation", "mr2-separation-additive",
+                          "mr2-oracle-additive", "mr2-shuffled")  # fmt: skip
 # MR2 with the separation statistic (spread over the squared distance to the nearest other class mean;
 # a heuristic suggested by data, docs/losses.md), as a method of its own
-MR2_SEPARATION = {"loss": "mr2", "loss.statistic": "separation"}
+MR2_SEPARATION = method_overrides("mr2-separation")
 # fmnist-gpu: batch 512 at lr 0.2. The linear scaling rule (Goyal et al. 2017, "Accurate, large
 # minibatch SGD"): lr proportional to the batch, from lr 0.1 at batch 256 (the usual CIFAR ResNet-18
 # SGD recipe), with a linear warm-up (2 epochs) because a large step is unstable at the start.
 GPU_BATCH = 512  # images per step
+# linear probes on a frozen fmnist-pretrain backbone: second half of the training split, no augmentation
+PROBE_CONFIG = dataclasses.replace(
+    PROTOCOL, max_train_samples=None, train_subset="second-half", freeze_backbone=True, crop_padding=0,
+    hflip=False, epochs=30, warmup_epochs=0.0, init_checkpoint=PRETRAINED,
+)  # fmt: skip
+# fine-tuning from a fmnist-pretrain backbone on the second half (its WiSE-FT merge: with that backbone)
+FINETUNE_CONFIG = dataclasses.replace(
+    PROTOCOL, max_train_samples=None, train_subset="second-half", epochs=10, lr=0.01, warmup_epochs=1.0,
+    init_checkpoint=PRETRAINED,
+)  # fmt: skip
+# fmnist-lt100's added methods: the additive margin rules, LDAM-DRW with its authors' optimiser, and the
+# global-average-pooled CNN (does CE's strength come from the flatten + FC layer's spatial layout?)
+LT_EXTRA = ("mr2-oracle-additive", "mr2-separation-additive", "mr2-additive", "ldam-drw-authors", "ce-gap",
+            "ldam-drw-gap")  # fmt: skip
+LT_EXTRA_TEXT = (
+    "; MR2's additive rules (a_k, separation, oracle share), LDAM-DRW with its authors' optimiser, and "
+    "CE and LDAM-DRW on a global-average-pooled CNN"
+)
 GPU_LR = 0.1 * GPU_BATCH / 256  # peak learning rate
 
 PRESETS: dict[str, Preset] = {
@@ -162,15 +185,12 @@ PRESETS: dict[str, Preset] = {
             ),
             config=PROTOCOL,
             losses=("ce", "mr2", "focal", "ldam", "cdb", "mr2-centred", "mr2-separation", "ce-normhead",
-                    "mr2-official", "mr2-official-wise"),
+                    "mr2-official", "mr2-official-cifar", "mr2-additive", "mr2-separation-additive",
+                    "mr2-oracle-additive"),
             seeds=(0, 1, 2, 3),
-            per_loss={
-                "ldam": LDAM_COSINE,
-                "mr2-centred": {"loss": "mr2", "loss.statistic": "centred"},
-                "mr2-separation": MR2_SEPARATION,
-                **RELEASED_CODE,
-            },
-            seeds_for={"ce": KEY_SEEDS, "mr2": KEY_SEEDS},
+            per_loss={"ldam": LDAM_COSINE, **RELEASED_CODE},
+            seeds_for={m: KEY_SEEDS for m in ("ce", "mr2", "mr2-additive", "mr2-separation-additive",
+                                               "mr2-oracle-additive")},
         ),
         Preset(
             name="fmnist-length",
@@ -182,11 +202,6 @@ PRESETS: dict[str, Preset] = {
             losses=tuple(f"{m}-e{e}" for e in (10, 20) for m in ("ce", "mr2", "ldam", "cdb"))
             + ("ce-e40", "mr2-e40"),
             seeds=(0, 1),
-            per_loss={
-                f"{m}-e{e}": {"loss": m, "epochs": e, **(LDAM_COSINE if m == "ldam" else {})}
-                for m in ("ce", "mr2", "ldam", "cdb")
-                for e in (10, 20, 40)
-            },
         ),
         *(
             Preset(
@@ -194,14 +209,16 @@ PRESETS: dict[str, Preset] = {
                 description=(
                     f"positive control: long-tailed Fashion-MNIST (n_k = n_max {ratio}^(-k/9), class 0 "
                     "largest; validation and test balanced), CE, CE-DRW, LDAM-DRW as its authors run it, "
-                    f"focal, CDB, MR2; {len(seeds)} seeds"
+                    f"focal, CDB, MR2{extra_text}; {len(seeds)} seeds"
                 ),
                 config=dataclasses.replace(PROTOCOL, max_train_samples=None, imbalance_ratio=float(ratio)),
-                losses=("ce", "ce-drw", "ldam-drw", "focal", "cdb", "mr2"),
+                losses=("ce", "ce-drw", "ldam-drw", "focal", "cdb", "mr2", *extra),
                 seeds=seeds,
-                per_loss=DRW_METHODS,
             )
-            for ratio, seeds in ((10, (0, 1, 2)), (100, (0, 1, 2, 3, 4)))
+            for ratio, seeds, extra, extra_text in (
+                (10, (0, 1, 2), (), ""),
+                (100, (0, 1, 2, 3, 4), LT_EXTRA, LT_EXTRA_TEXT),
+            )
         ),
         Preset(
             name="fmnist-pretrain",
@@ -213,7 +230,7 @@ PRESETS: dict[str, Preset] = {
                 PROTOCOL, max_train_samples=None, train_subset="first-half", save_model=True
             ),
             losses=("ce",),
-            seeds=(0,),
+            seeds=BACKBONE_SEEDS,
         ),
         Preset(
             name="fmnist-probe",
@@ -221,13 +238,24 @@ PRESETS: dict[str, Preset] = {
                 "linear probes on the frozen fmnist-pretrain backbone (second half of the training split, "
                 "features cached): each margin statistic and exponent against CE, 24 paired seeds"
             ),
-            config=dataclasses.replace(
-                PROTOCOL, max_train_samples=None, train_subset="second-half", freeze_backbone=True,
-                crop_padding=0, hflip=False, epochs=30, warmup_epochs=0.0, init_checkpoint=PRETRAINED,
-            ),
+            config=PROBE_CONFIG,
             losses=tuple(PROBE_METHODS),
             seeds=tuple(range(24)),
-            per_loss=PROBE_METHODS,
+        ),
+        *(
+            Preset(
+                name=f"fmnist-probe-b{b}",
+                description=(
+                    f"linear probes on the frozen fmnist-pretrain backbone of seed {b} (one of "
+                    f"{len(BACKBONE_SEEDS)} backbones: the unit of the over-backbones analysis), as "
+                    "fmnist-probe: the published rule, its additive form, the separation heuristic, the "
+                    "oracle share and the placebo against CE; 8 probe seeds"
+                ),
+                config=dataclasses.replace(PROBE_CONFIG, init_checkpoint=f"@fmnist-pretrain/ce/seed{b}"),
+                losses=BACKBONE_PROBE_METHODS,
+                seeds=tuple(range(8)),
+            )
+            for b in BACKBONE_SEEDS
         ),
         Preset(
             name="digits-pretrain",
@@ -248,7 +276,6 @@ PRESETS: dict[str, Preset] = {
             ),
             losses=tuple(PROBE_METHODS),
             seeds=(0, 1, 2),
-            per_loss=PROBE_METHODS,
         ),
         Preset(
             name="fmnist-finetune",
@@ -257,17 +284,25 @@ PRESETS: dict[str, Preset] = {
                 "with the WiSE-FT merge of the released code; from-scratch runs on the same half for the "
                 "paired variance; 6 seeds"
             ),
-            config=dataclasses.replace(
-                PROTOCOL, max_train_samples=None, train_subset="second-half", epochs=10, lr=0.01,
-                warmup_epochs=1.0, init_checkpoint=PRETRAINED,
-            ),
+            config=FINETUNE_CONFIG,
             losses=("ce", "mr2", "mr2-wise", "ce-scratch", "mr2-scratch"),
             seeds=tuple(range(6)),
-            per_loss={
-                "mr2-wise": {"loss": "mr2", "merge_alpha": 0.6},
-                **{f"{m}-scratch": {"loss": m, "init_checkpoint": None, "epochs": 30, "lr": 0.05,
-                                    "warmup_epochs": 2.0} for m in ("ce", "mr2")},
-            },
+        ),
+        *(
+            Preset(
+                name=f"fmnist-finetune-b{b}",
+                description=(
+                    f"fmnist-finetune from the whole fmnist-pretrain model of seed {b} (one of "
+                    f"{len(BACKBONE_SEEDS)}; backbone AND its trained head, init_head): CE, MR2, and MR2 + "
+                    "WiSE-FT, which then merges with a trained model as WiSE-FT does; 4 seeds"
+                ),
+                config=dataclasses.replace(
+                    FINETUNE_CONFIG, init_checkpoint=f"@fmnist-pretrain/ce/seed{b}", init_head=True
+                ),
+                losses=("ce", "mr2", "mr2-wise"),
+                seeds=(0, 1, 2, 3),
+            )
+            for b in BACKBONE_SEEDS
         ),
         Preset(
             name="fmnist-resnet-cpu",
@@ -281,7 +316,6 @@ PRESETS: dict[str, Preset] = {
             ),
             losses=("ce", "mr2", "mr2-separation"),
             seeds=(0, 1, 2),
-            per_loss={"mr2-separation": MR2_SEPARATION},
         ),
         Preset(
             name="fmnist-gpu",
@@ -295,7 +329,6 @@ PRESETS: dict[str, Preset] = {
             ),
             losses=("ce", "mr2", "mr2-separation"),
             seeds=(0, 1, 2),
-            per_loss={"mr2-separation": MR2_SEPARATION},
         ),
     )
 }  # fmt: skip

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from mr2_core.checks import bad
 from mr2.train.config import TrainConfig
+from mr2_core.checks import bad
 
 __all__ = [
     "Dist",
@@ -125,13 +125,20 @@ def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
 
 
 def lr_at(step: int, steps_per_epoch: int, cfg: TrainConfig) -> float:
-    """Learning rate at a global step: linear warm-up, then cosine to 0 or constant."""
+    """Learning rate at a global step: linear warm-up, then cosine to 0, constant, or steps
+    (``lr_steps``: lr * multiplier from each fraction of the total steps on)."""
     warm = cfg.warmup_epochs * steps_per_epoch
     total = cfg.epochs * steps_per_epoch
     if step < warm:
         return cfg.lr * (step + 1) / warm
     if cfg.schedule == "constant":
         return cfg.lr
+    if cfg.schedule == "step":
+        factor = 1.0
+        for fraction, multiplier in cfg.lr_steps:
+            if step >= fraction * total:
+                factor = multiplier
+        return cfg.lr * factor
     progress = (step - warm) / max(1.0, total - warm)
     return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
@@ -145,8 +152,9 @@ def epoch_generator(seed: int, epoch: int, stream: int) -> torch.Generator:
 def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
     params = [p for p in params if p.requires_grad]
     if cfg.optimizer == "sgd":
+        nesterov = cfg.momentum > 0 if cfg.nesterov is None else cfg.nesterov
         return torch.optim.SGD(
-            params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0, weight_decay=cfg.weight_decay
+            params, lr=cfg.lr, momentum=cfg.momentum, nesterov=nesterov, weight_decay=cfg.weight_decay
         )
     return torch.optim.AdamW(params, lr=cfg.lr, betas=(cfg.momentum, 0.999), weight_decay=cfg.weight_decay)
 

@@ -134,7 +134,7 @@ def open_session(
         hidden=cfg.hidden, pretrained=cfg.pretrained, freeze_backbone=cfg.freeze_backbone, head=cfg.head,
     ).to(device)  # fmt: skip
     if cfg.init_checkpoint is not None:
-        load_backbone(model, cfg.init_checkpoint)
+        load_backbone(model, cfg.init_checkpoint, head=bool(cfg.init_head))
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     per_rank_batch = _per_rank_batch(cfg, dist_info)
@@ -395,6 +395,7 @@ def final_metrics(s: Session) -> dict[str, Any]:
         "class_within_spread": stats["within"].tolist(),
         "class_centred_spread": stats["centred"].tolist(),
         "class_separation": stats["separation"].tolist(),
+        **({"class_oracle_share": stats["oracle"].tolist()} if "oracle" in stats else {}),
         "confusion_matrix": tested.confusion.tolist(),
         "val_accuracy": val["accuracy"],
         "val_per_class_accuracy": val["per_class_accuracy"],

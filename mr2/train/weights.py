@@ -50,9 +50,10 @@ def load_plain(
         raise ValueError(f"{name}: {unreadable} ({one_line(exc)}); {fix}") from None
 
 
-def load_backbone(model: torch.nn.Module, path: str | os.PathLike) -> None:
+def load_backbone(model: torch.nn.Module, path: str | os.PathLike, *, head: bool = False) -> None:
     """Load a backbone's weights from a run's ``model.pt`` (a state_dict) or ``checkpoint.pt`` (its
-    model), e.g. a backbone pretrained by another run; the head keeps its fresh initialisation."""
+    model), e.g. a backbone pretrained by another run; the head keeps its fresh initialisation unless
+    ``head`` (then the head's weights are loaded too: same classes and head type)."""
     fix = "pass the model.pt (save_model=true) or checkpoint.pt of a finished run of the same model"
     if str(path).startswith("@"):
         raise bad(
@@ -85,6 +86,15 @@ def load_backbone(model: torch.nn.Module, path: str | os.PathLike) -> None:
             f"init_checkpoint={str(path)!r}: backbone keys differ (missing {missing[:4]}, unexpected "
             f"{unexpected[:4]}); {fix}"
         )
+    if head:
+        weights = {k.removeprefix("head."): v for k, v in state.items() if k.startswith("head.")}
+        try:
+            model.head.load_state_dict(weights, strict=True)
+        except RuntimeError as exc:  # another K, head type or width
+            raise ValueError(
+                f"init_checkpoint={str(path)!r}: its head does not fit this model ({one_line(exc)}); "
+                "init_head=true needs the same classes and head type"
+            ) from None
 
 
 def interpolate_states(

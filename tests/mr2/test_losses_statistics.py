@@ -28,6 +28,9 @@ class NaiveStatisticMR2:
         self.spread = [0.0] * K
         self.means = [[0.0] * d for _ in range(K)]
         self.seen = [0] * K
+        # "oracle": V[k][j], the EMA'd variance of class k projected on the line from m_k to m_j
+        self.pvar = [[0.0] * K for _ in range(K)]
+        self.pseen = [[0] * K for _ in range(K)]
 
     def norm_sq(self, v):
         return sum(abs(float(x)) ** self.p for x in v) ** (2.0 / self.p)
@@ -46,6 +49,26 @@ class NaiveStatisticMR2:
             self.spread[k] += w * (sp - self.spread[k])
             self.means[k] = [m + w * (v - m) for m, v in zip(self.means[k], mu, strict=True)]
             self.seen[k] += 1
+        # projected variances, on the directions of the class-mean EMAs after this batch's update
+        for k in range(self.K):
+            rows = [i for i in range(len(y)) if int(y[i]) == k]
+            if not rows:
+                continue
+            mu = [sum(float(h[i, c]) for i in rows) / len(rows) for c in range(self.d)]
+            for j in range(self.K):
+                if j == k or not self.seen[j]:
+                    continue
+                diff = [b - a for a, b in zip(self.means[k], self.means[j], strict=True)]
+                dist = math.sqrt(sum(x * x for x in diff))
+                if dist == 0:
+                    continue
+                proj = [sum((float(h[i, c]) - mu[c]) * diff[c] / dist for c in range(self.d)) for i in rows]
+                var = sum(x * x for x in proj) / len(rows)
+                if var <= 0:
+                    continue  # a class alone in the batch carries no variance
+                w = 1.0 if self.pseen[k][j] == 0 else 1.0 - self.decay
+                self.pvar[k][j] += w * (var - self.pvar[k][j])
+                self.pseen[k][j] += 1
 
     def statistic(self):
         K, seen = self.K, [k for k in range(self.K) if self.seen[k]]
@@ -60,6 +83,23 @@ class NaiveStatisticMR2:
                 raw[k] = (
                     self.norm_sq([m - b for m, b in zip(self.means[k], bar, strict=True)]) + self.spread[k]
                 )
+        if self.stat == "oracle":
+            for k in seen:
+                rivals = [j for j in seen if j != k]
+                if not rivals:
+                    raw[k] = 0.5
+                    continue
+                j = min(
+                    rivals,
+                    key=lambda j: sum(
+                        (a - b) ** 2 for a, b in zip(self.means[k], self.means[j], strict=True)
+                    ),
+                )
+                if not (self.pseen[k][j] and self.pseen[j][k]):
+                    raw[k] = 0.5
+                    continue
+                s_k, s_j = math.sqrt(self.pvar[k][j]), math.sqrt(self.pvar[j][k])
+                raw[k] = s_k / (s_k + s_j) if s_k + s_j > 0 else 0.5
         if self.stat == "separation":
             nearest = {}
             for k in seen:
@@ -131,6 +171,8 @@ CASES = [(s, 1.0 / 3.0, 2.0) for s in STATISTICS] + [
     ("second_moment", 0.5, 2.0),  # another exponent (p = 1 in the margin rule)
     ("centred", 0.25, 5.0),  # the L5 norm of the official code
     ("separation", 1.0 / 3.0, 5.0),
+    ("oracle", 1.0, 2.0),  # the oracle share's own rule: exponent 1
+    ("oracle", 1.0, 5.0),  # norm_p does not enter the (Euclidean) oracle statistic
 ]
 
 
@@ -286,7 +328,7 @@ def test_class_mean_ema_first_observation_and_absent_classes():
     [
         ({"statistic": "median"}, "statistic"),
         ({"exponent": 0.0}, "exponent"),
-        ({"exponent": 1.0}, "exponent"),
+        ({"exponent": 1.5}, "exponent"),
         ({"exponent": float("nan")}, "exponent"),
         ({"shuffle_seed": -1}, "shuffle_seed"),
         ({"shuffle_seed": 1.5}, "shuffle_seed"),
@@ -323,3 +365,37 @@ def test_module_cast_to_bfloat16_follows_float64(statistic):
         torch.testing.assert_close(
             half.last["margins"].double(), full.last["margins"], rtol=RTOL_BF16, atol=RTOL_BF16
         )
+
+
+def test_oracle_share_formula_and_edge_cases():
+    from mr2.losses.margin_statistics import oracle_share
+
+    s_k = torch.tensor([1.0, 3.0, 0.0, 0.0, 2.0], dtype=torch.float64)
+    s_j = torch.tensor([1.0, 1.0, 2.0, 0.0, 6.0], dtype=torch.float64)
+    torch.testing.assert_close(
+        oracle_share(s_k, s_j), torch.tensor([0.5, 0.75, 0.0, 0.5, 0.25], dtype=torch.float64)
+    )
+    # the share equalises the two classes' errors: boundary at d s_k/(s_k+s_j) from mean k
+    d = 3.0
+    share = oracle_share(torch.tensor(2.0, dtype=torch.float64), torch.tensor(0.5, dtype=torch.float64))
+    assert math.isclose(d * float(share) / 2.0, d * (1 - float(share)) / 0.5, rel_tol=1e-12)
+
+
+def test_oracle_statistic_on_two_gaussians_recovers_the_sd_ratio():
+    """Two well-separated classes with SDs 3 and 1 along the line joining them (large batches):
+    the statistic tends to 3/4 and 1/4 and the margins (exponent 1) to 1.5 and 0.5."""
+    gen = torch.Generator().manual_seed(0)
+    loss = MR2Loss(2, statistic="oracle", exponent=1.0, ema_decay=0.5, lambda_rep=0.0).double()
+    for _ in range(20):
+        y = torch.arange(4000) % 2
+        h = torch.randn(4000, 3, generator=gen, dtype=torch.float64)
+        h[:, 0] *= torch.where(y == 0, 3.0, 1.0)  # anisotropic: only the SD along the line matters
+        h[:, 1] *= torch.where(y == 0, 0.2, 5.0)
+        h[:, 0] += 20.0 * y
+        loss(torch.zeros(4000, 2, dtype=torch.float64), h, y)
+    a, _ = loss.class_spreads()
+    torch.testing.assert_close(a, torch.tensor([0.75, 0.25], dtype=torch.float64), atol=0.01, rtol=0)
+    torch.testing.assert_close(
+        loss.last["margins"], torch.tensor([1.5, 0.5], dtype=torch.float64), atol=0.03, rtol=0
+    )
+    assert set(loss.state_dict()) >= {"class_mean_ema", "proj_var_ema", "pair_observations"}
