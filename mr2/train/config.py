@@ -9,6 +9,7 @@ new, validated config.
 from __future__ import annotations
 
 import contextlib
+import json
 import dataclasses
 import math
 import re
@@ -226,7 +227,7 @@ def _check_lr_steps(cfg: TrainConfig) -> None:
 
 # ------------------------------------------------------------------------------ --set KEY=VALUE
 _ATOM_WORDS = {"bool": "true or false", "int": "an integer", "float": "a finite real number",
-               "str": "a string", "None": "none"}  # fmt: skip
+               "str": "a string", "None": "none", "list": "a JSON list"}  # fmt: skip
 # what a study sets per run: an override of these would clash with it (use the flag instead)
 STUDY_KEYS = {"seed": "--seeds", "method": "--loss", "study": "--study"}
 
@@ -250,6 +251,11 @@ def parse_text(name: str, text: str, annotation: str) -> Any:
             with contextlib.suppress(ValueError):
                 value = float(word)
                 if math.isfinite(value):
+                    return value
+        if atom == "list":  # JSON, e.g. lr_steps=[[0.8, 0.01], [0.9, 1e-4]]: data, never code
+            with contextlib.suppress(ValueError):
+                value = json.loads(word)
+                if isinstance(value, list):
                     return value
         if atom in ("str", "Any"):
             return text
