@@ -165,8 +165,8 @@ PRESETS: dict[str, Preset] = {
         Preset(
             name="fmnist-verify",
             description=(
-                "the first round's study (8 epochs, no warm-up, LDAM's head then Kaiming-initialised), "
-                "kept to compare; superseded by fmnist-protocol"
+                "an earlier 8-epoch protocol (no warm-up, LDAM's head then Kaiming-initialised), "
+                "kept to compare; fmnist-protocol replaces it"
             ),
             config=TrainConfig(
                 dataset="fashion-mnist", model="small-cnn", width=12, hidden=64, epochs=8, batch_size=128,
