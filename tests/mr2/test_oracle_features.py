@@ -33,3 +33,22 @@ def test_oracle_share_of_features_equals_a_numpy_loop():
     parts = sum(class_feature_sums(t_h[i::3], t_y[i::3], K, second_moments=True) for i in range(3))
     np.testing.assert_allclose(feature_stats_from_sums(parts, dim=d)["oracle"], stats["oracle"], rtol=1e-9)
     assert "oracle" not in feature_stats_from_sums(class_feature_sums(t_h, t_y, K))
+
+
+def test_torch_oracle_share_is_the_theory_oracle():
+    """The loss's share (torch) is the derived oracle's (theory): the worst-class boundary of two
+    Gaussian classes, read back from ``theory.oracle_margins`` as each class's fraction of the gap."""
+    import numpy as np
+    import torch
+
+    from mr2.losses.margin_statistics import oracle_share as torch_share
+    from theory import oracle_margins
+    from theory import oracle_share as theory_share
+
+    rng = np.random.default_rng(7)
+    s_k, s_j = rng.uniform(0.05, 5.0, 200), rng.uniform(0.05, 5.0, 200)
+    got = torch_share(torch.from_numpy(s_k), torch.from_numpy(s_j)).numpy()
+    np.testing.assert_allclose(got, theory_share(s_k, s_j), rtol=1e-12, atol=0)
+    for a, b, delta in zip(s_k[:20], s_j[:20], rng.uniform(0.5, 6.0, 20), strict=True):
+        m = oracle_margins([a, b], delta, criterion="worst")
+        np.testing.assert_allclose(m / delta, [theory_share(a, b), theory_share(b, a)], rtol=1e-9)
