@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from mr2_core.contracts import FASHION_MNIST_CLASSES, MR2_LOSSES, SELECTION_RULES, SIMS_COLUMNS
+from mr2_core.contracts import FASHION_MNIST_CLASSES, METRICS_FILE, MR2_LOSSES, SELECTION_RULES, SIMS_COLUMNS
 from mr2_core.io import write_csv, write_json
 from mr2_core.seeding import as_generator
 from mr2_core.summaries import class_summary
@@ -97,7 +97,7 @@ def write_runs(
                 stat = np.roll(spread, 3) if "shuffled" in loss else spread
                 gamma = optimal_margins(stat)
                 metrics.update(margins=gamma, margin_min=float(gamma.min()), margin_max=float(gamma.max()))
-            write_json(study / loss / f"seed{seed}" / "metrics.json", metrics)
+            write_json(study / loss / f"seed{seed}" / METRICS_FILE, metrics)
     return study
 
 

@@ -18,6 +18,7 @@ from mr2.train.config import TrainConfig, study_overrides
 from mr2.train.loop import TrainingDiverged, train_run
 from mr2.train.presets import Preset, get_preset
 from mr2.train.rundir import MODEL_FILE, check_resume_overwrite
+from mr2_core.contracts import METRICS_FILE
 from mr2_core.checks import bad, check_workers
 from mr2_core.io import check_writable_dir
 from mr2_core.locks import Busy
@@ -58,7 +59,7 @@ def _resolve_checkpoint(
 
 
 def _run_one(cfg: TrainConfig, run_dir: str, resume: bool, overwrite: bool, progress: bool) -> dict[str, Any]:
-    finished = (Path(run_dir) / "metrics.json").exists() and not overwrite
+    finished = (Path(run_dir) / METRICS_FILE).exists() and not overwrite
     head = {"loss": cfg.run_name, "seed": cfg.seed, "run_dir": run_dir}
     try:
         metrics = train_run(cfg, run_dir, resume=resume, overwrite=overwrite, progress=progress)
