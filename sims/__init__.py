@@ -8,7 +8,8 @@ One concept per module:
 * ``sims.evaluate``: exact (K = 2) or Monte Carlo per-class test error, balanced and worst-class criteria;
 * ``sims.search``: the margin search of one setting;
 * ``sims.sweep``: the resumable, parallel (joblib: loky or dask) sweep with a per-setting cache;
-* ``sims.experiments``: the presets and the tidy tables of the three experiments;
+* ``sims.experiments``: the presets and the tidy tables of the three experiments
+  (``sims.bound_checks``: experiments 2 and 3; ``sims.tables``: what the tables share);
 * ``sims.verdict``: the verdict and the Markdown summary;
 * ``sims.simulate``: ``mr2 simulate`` end to end; ``sims.bench``: ``mr2 bench sims``.
 

@@ -13,12 +13,14 @@ computes each setting once and a single preset rerun after ``all`` costs nothing
   and the empirical optimum (cross-fitted over seeds, so its error is not selected on itself);
 * ``bound-vs-gap``: per class, the bound's margin term against the true generalisation gap.
 
+The tables of ``theory-vs-uniform`` and ``bound-vs-gap`` are built in ``sims.bound_checks`` (re-exported
+here); the regime key and the bootstrap's settings shared by all tables are in ``sims.tables``.
+
 Every CI is ``mr2_core.stats.bootstrap_ci`` over seeds (percentile, 95%).
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -26,13 +28,14 @@ import numpy as np
 import pandas as pd
 
 from mr2_core.checks import bad
-from mr2_core.contracts import SIMS_PRESETS, SIMS_REGIME_COLUMNS
+from mr2_core.contracts import SIMS_PRESETS
 from mr2_core.stats import bootstrap_ci
+from sims.bound_checks import bound_vs_gap, theory_vs_uniform
 from sims.config import EvalConfig, LearnerConfig, MixtureConfig, SearchConfig, Setting
 from sims.evaluate import CRITERIA, criterion
 from sims.scores import k2_geometry, rule_columns
 from sims.search import STAGE_GRID, SettingResult, parabolic_argmin
-from theory import class_bound_term
+from sims.tables import N_BOOT, REGIME_COLS, boot_rng, group_by_regime, sigma_ratio
 
 __all__ = [
     "PRESETS",
@@ -50,8 +53,6 @@ PRESETS = SIMS_PRESETS
 # the sweep's families of settings: "variance" varies the variance ratio at one separation per K;
 # "separation" crosses every variance ratio with several separations (it contains "variance")
 FAMILIES = ("variance", "separation")
-N_BOOT = 2000  # bootstrap resamples for every CI
-BOOT_SEED = 20260  # the bootstrap's own generator seed (CIs are reproducible)
 
 
 @dataclass(frozen=True)
@@ -168,36 +169,11 @@ def preset_settings(
 # helpers
 
 
-def _rng() -> np.random.Generator:
-    return np.random.default_rng(BOOT_SEED)
-
-
-def _regime(res: SettingResult) -> tuple:
-    s = res.setting
-    m = s.mixture
-    return (m.K, s.learner.loss, m.d, m.n_per_class[0], m.mu)
-
-
-REGIME_COLS = list(SIMS_REGIME_COLUMNS)
-
-
-def _group(results: Sequence[SettingResult]) -> dict[tuple, list[SettingResult]]:
-    groups: dict[tuple, list[SettingResult]] = defaultdict(list)
-    for r in results:
-        groups[_regime(r)].append(r)
-    return groups
-
-
 def _k2_parts(res: SettingResult):
     """(grid log-ratios (G,), per-seed criterion curves {crit: (S, G)}) of a K = 2 setting."""
     grid = res.stage == STAGE_GRID
     curves = {c: criterion(res.errors[:, grid], c) for c in CRITERIA}
     return res.log_ratio[grid], curves
-
-
-def _sigma_ratio(res: SettingResult) -> float:
-    s = res.setting
-    return s.mixture.sigmas[1 - s.reference] / s.mixture.sigmas[s.reference]
 
 
 def _multi_optimum(res: SettingResult, crit_seeds: np.ndarray) -> np.ndarray:
@@ -242,10 +218,10 @@ def analyse_margins(results: Sequence[SettingResult]) -> tuple[pd.DataFrame, pd.
     """
     rows, exp_rows = [], []
     nc = len(CRITERIA)
-    for key, group in sorted(_group(results).items(), key=lambda kv: str(kv[0])):
+    for key, group in sorted(group_by_regime(results).items(), key=lambda kv: str(kv[0])):
         base = dict(zip(REGIME_COLS, key, strict=True))
         if key[0] == 2:
-            group = sorted(group, key=_sigma_ratio)
+            group = sorted(group, key=sigma_ratio)
             parts = [_k2_parts(g) for g in group]
             r = parts[0][0]
             if any(
@@ -266,7 +242,7 @@ def analyse_margins(results: Sequence[SettingResult]) -> tuple[pd.DataFrame, pd.
                 slopes = _slopes(x, opt) if fit_slope else np.zeros(nc)
                 return np.concatenate([opt.ravel(), slopes])
 
-            point, (lo, hi) = bootstrap_ci(stack, stat, rng=_rng(), n_boot=N_BOOT)
+            point, (lo, hi) = bootstrap_ci(stack, stat, rng=boot_rng(), n_boot=N_BOOT)
             _, edge = parabolic_argmin(r, stack.mean(0))  # (R, 2)
             for i, g in enumerate(group):
                 for j, crit in enumerate(CRITERIA):
@@ -301,7 +277,7 @@ def analyse_margins(results: Sequence[SettingResult]) -> tuple[pd.DataFrame, pd.
                 opt = np.stack([_multi_optimum(g, c[:, j]) for j in range(nc)], 1)  # (K, 2)
                 return np.concatenate([opt.T.ravel(), _slopes(x, opt)])
 
-            point, (lo, hi) = bootstrap_ci(both, stat, rng=_rng(), n_boot=N_BOOT)
+            point, (lo, hi) = bootstrap_ci(both, stat, rng=boot_rng(), n_boot=N_BOOT)
             th = np.log(g.theory_margins / g.theory_margins[ref])
             for j, crit in enumerate(CRITERIA):
                 # censored: the best beta of the grid (before the compass search) is an end of it
@@ -379,129 +355,6 @@ def _exp_row(base, crit, point, lo, hi, theory, boundary_hits, n_points) -> dict
         "boundary_optima": int(boundary_hits),
         "n_points": n_points,
     }
-
-
-# ----------------------------------------------------------------------------------------------
-# experiment 2: theory vs uniform vs empirical optimum
-
-
-def _crossfit_errors(res: SettingResult, crit: str) -> np.ndarray:
-    """Per-seed errors (S, K) at the empirical optimum chosen on the *other* half of the seeds."""
-    c = criterion(res.errors, crit)  # (S, C)
-    S = c.shape[0]
-    half = np.arange(S) % 2
-    out = np.empty((S, res.errors.shape[-1]))
-    mask = res.search_mask()
-    for h in (0, 1):
-        other = half != h
-        best = int(np.argmin(np.where(mask, c[other].mean(0), np.inf)))
-        out[half == h] = res.errors[half == h, best]
-    return out
-
-
-def theory_vs_uniform(results: Sequence[SettingResult]) -> pd.DataFrame:
-    """Per setting, margin choice and metric: mean over seeds with CI, and the paired difference to
-    uniform margins with its CI. Metrics: ``class_error`` (one row per class), ``balanced_error``,
-    ``worst_class_error``, ``disparity`` (max - min class error)."""
-    rows = []
-    for res in results:
-        s = res.setting
-        base = dict(zip(REGIME_COLS, _regime(res), strict=True))
-        base["sigmas"] = " ".join(f"{v:.4g}" for v in s.mixture.sigmas)
-        base["sigma_ratio"] = _sigma_ratio(res) if s.mixture.K == 2 else np.nan
-        base["setting"] = s.key
-        choices = {
-            "uniform": res.errors[:, res.uniform_index],
-            "theory": res.errors[:, res.theory_index],
-            "optimum_balanced": _crossfit_errors(res, "balanced"),
-            "optimum_worst_class": _crossfit_errors(res, "worst_class"),
-        }
-        uni = choices["uniform"]
-        # every (choice, metric) column of this setting in one array, so one bootstrap call (vector
-        # statistic, the same resamples for all columns) gives every CI
-        cols, vals, refs = [], [], []
-        for choice, err in choices.items():
-            metrics = {
-                "balanced_error": (err.mean(-1), uni.mean(-1), -1),
-                "worst_class_error": (err.max(-1), uni.max(-1), -1),
-                "disparity": (np.ptp(err, -1), np.ptp(uni, -1), -1),
-            }
-            for k in range(err.shape[-1]):
-                metrics[f"class_error/{k}"] = (err[:, k], uni[:, k], k)
-            for name, (val, ref, k) in metrics.items():
-                cols.append((choice, name.split("/")[0], k))
-                vals.append(val)
-                refs.append(ref)
-        V = np.stack(vals, axis=1)  # (S, columns)
-        point, (lo, hi) = bootstrap_ci(V, rng=_rng(), n_boot=N_BOOT)
-        dpt, (dlo, dhi) = bootstrap_ci(V - np.stack(refs, axis=1), rng=_rng(), n_boot=N_BOOT)
-        for j, (choice, metric, k) in enumerate(cols):
-            rows.append(
-                {
-                    **base,
-                    "choice": choice,
-                    "metric": metric,
-                    "class": k,
-                    "class_sigma": s.mixture.sigmas[k] if k >= 0 else np.nan,
-                    "point": point[j],
-                    "ci_low": lo[j],
-                    "ci_high": hi[j],
-                    "diff_vs_uniform": dpt[j],
-                    "diff_ci_low": dlo[j],
-                    "diff_ci_high": dhi[j],
-                }
-            )
-    return pd.DataFrame(rows)
-
-
-# ----------------------------------------------------------------------------------------------
-# experiment 3: the bound's margin term vs the true generalisation gap
-
-
-def bound_vs_gap(results: Sequence[SettingResult]) -> pd.DataFrame:
-    """Per setting, margin choice (uniform, theory) and class k:
-
-    * ``margin_term`` = 4 B sqrt(K / n_k) sqrt(a_hat_k) / gamma_k (``theory.class_bound_term``): the
-      complexity term of class k's own bound (``theory.limits.worst_class``; Maurer's vector
-      contraction with the 1/gamma_k-Lipschitz ramp, ||[W, b]||_F <= B). B is the trained model's own
-      norm and a_hat_k the class's empirical mean ||(x, 1)||^2, so it is the data-dependent value of
-      the term (no union bound over B);
-    * ``gen_gap`` = test error - training error (0-1) of class k, the true generalisation gap;
-    * ``ramp_gap`` = test error - empirical ramp risk at gamma_k, the gap the bound controls.
-
-    Means over seeds with bootstrap CIs.
-    """
-    rows = []
-    for res in results:
-        s = res.setting
-        m = s.mixture
-        base = dict(zip(REGIME_COLS, _regime(res), strict=True))
-        base["sigma_ratio"] = _sigma_ratio(res) if m.K == 2 else np.nan
-        base["setting"] = s.key
-        for choice, idx in (("uniform", res.uniform_index), ("theory", res.theory_index)):
-            parts = res.bound[choice]
-            gam = res.margins[idx]
-            test = res.errors[:, idx]  # (S, K)
-            B = parts["weight_norm"]  # (S,)
-            term = np.stack(
-                [
-                    class_bound_term(a, gam, m.n_per_class, weight_norm=float(b))
-                    for a, b in zip(parts["spread_emp"], B, strict=True)
-                ]
-            )  # (S, K)
-            gen = test - parts["train_error"]
-            ramp = test - parts["ramp_risk"]
-            names = ("margin_term", "gen_gap", "ramp_gap", "test_error")
-            V = np.concatenate([term, gen, ramp, test], axis=1)  # (S, 4K): one bootstrap for all
-            point, (lo, hi) = bootstrap_ci(V, rng=_rng(), n_boot=N_BOOT)
-            for k in range(m.K):
-                row = {**base, "choice": choice, "class": k, "class_sigma": m.sigmas[k], "margin": gam[k]}
-                for j, name in enumerate(names):
-                    col = j * m.K + k
-                    row.update({name: point[col], f"{name}_ci_low": lo[col], f"{name}_ci_high": hi[col]})
-                row["weight_norm"] = float(B.mean())
-                rows.append(row)
-    return pd.DataFrame(rows)
 
 
 def check_preset(name: str) -> str:

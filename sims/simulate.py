@@ -16,17 +16,11 @@ from typing import Any
 
 from mr2_core.contracts import SIMS_FILES, SIMS_MANIFEST_FILE, SIMS_SUMMARY_FILE
 from mr2_core.io import code_version, write_csv, write_json, write_text
-from sims.experiments import (
-    N_BOOT,
-    PRESETS,
-    analyse_margins,
-    bound_vs_gap,
-    check_preset,
-    preset_settings,
-    theory_vs_uniform,
-)
+from sims.bound_checks import bound_vs_gap, theory_vs_uniform
+from sims.experiments import PRESETS, analyse_margins, check_preset, preset_settings
 from sims.scores import geometry_scores, rule_scores
 from sims.sweep import run_sweep
+from sims.tables import N_BOOT
 from sims.verdict import summary_markdown, verdict_table
 
 __all__ = ["run_preset"]

@@ -26,7 +26,6 @@ reproduces how the released ImageNet script sizes the statistics (``make_loss("m
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import torch
@@ -41,20 +40,22 @@ from mr2.losses._common import (
     check_real,
     distributed_world_size,
 )
-from mr2.losses.class_stats import (
-    batch_class_statistics,
-    dense_class_statistics,
-    overflow_scale,
-    overflow_scale_tensor,
-)
+from mr2.losses.class_stats import batch_class_statistics, dense_class_statistics
 from mr2.losses.layout import BatchLayout, batch_layout
 from mr2.losses.margin_ce import margin_cross_entropy
-from mr2.losses.margin_statistics import (
-    STATISTICS,
-    VECTOR_STATISTICS,
-    class_statistic,
-    derangement,
-    projected_class_variances,
+from mr2.losses.margin_statistics import STATISTICS, VECTOR_STATISTICS, class_statistic, derangement
+from mr2.losses.mr2_state import (
+    DENSE_MAX_CLASSES_CPU,
+    LAYOUTS,
+    REP_SCALE_PER_DIM,
+    REP_TARGETS,
+    REP_TEMPERATURE_PER_DIM,
+    SPREAD_FLOOR,
+    finite_statistics,
+    fold_class_statistics,
+    overflow_guard,
+    update_projected_variances,
+    warn_non_finite,
 )
 from mr2.losses.representation import (
     check_representation_value,
@@ -68,21 +69,6 @@ from theory import optimal_margins
 
 __all__ = ["MR2Loss", "MARGIN_FORMS", "REP_TARGETS", "LAYOUTS", "SPREAD_FLOOR", "STATISTICS"]
 
-LAYOUTS = ("auto", "compact", "dense")
-# layout="auto" on a CPU: the fixed-shape route up to this many classes. With few classes the pairs
-# are many (about B^2 / (2K) with balanced labels, above the B^2 / 32 of DENSE_PAIR_FRACTION below
-# K = 16), the compact route reads their distances off the B x B Gram matrix anyway, and the fixed
-# shapes cost the same arithmetic in fewer operations (no sort, no pair list). Measured in one
-# process (CPU time, one thread, docs/losses.md): the loss alone is 4-15% faster at K = 10, about
-# even at K = 20, slower from K = 32 (1.3-3x at K = 100-1000).
-DENSE_MAX_CLASSES_CPU = 16
-REP_TARGETS = ("mean", "zero")
-# Spreads are floored at SPREAD_FLOOR * max_k a_k before the margin rule: a class whose features are
-# all zero (dead ReLUs) would otherwise get gamma = 0 and a division by zero in the temperature form.
-# The floor changes gamma_k only for classes ~7 orders of magnitude below the widest class.
-SPREAD_FLOOR = 1e-7
-REP_TEMPERATURE_PER_DIM = 10.0  # official: exp((D - 2 sbar) / (10 d))
-REP_SCALE_PER_DIM = 0.1  # official: rep * d / 10 / K
 _NO_SKIPS = torch.zeros((), dtype=torch.int64)  # last["stats_skipped"] when no check was needed
 
 
@@ -274,14 +260,7 @@ class MR2Loss(LossBase):
         sync = self.sync_stats and distributed_world_size() > 1
         checked = self.check_values if checked is None else checked
         dense = self.uses_dense_layout(h.device) if dense is None else dense
-        if feature_absmax is not None and not sync:
-            # host path: features below the overflow threshold (every realistic scale) give finite
-            # statistics by construction, so neither a rescaling nor a finiteness check is needed
-            scale = overflow_scale(feature_absmax, self.norm_p, h.dtype)
-            guard = scale is not None
-        else:
-            scale = overflow_scale_tensor(h, self.norm_p, sync=sync)  # exactly 1 unless needed
-            guard = True
+        scale, guard = overflow_guard(h, self.norm_p, feature_absmax=feature_absmax, sync=sync)
         vector = self.statistic in VECTOR_STATISTICS
         if vector:
             self._materialise_class_means(h.shape[1])
@@ -297,76 +276,24 @@ class MR2Loss(LossBase):
             updates.append((self.class_mean_ema, stats.means))
         self._skipped = None
         if guard:
-            # the sum: a_k itself must be finite; x - x == 0 is isfinite(x) in two operations, not four
-            a_k = stats.mean_norm + stats.spread
-            finite = (a_k - a_k) == 0
-            if vector:
-                finite &= torch.isfinite(stats.means).all(dim=1)
-            if checked:
-                self._warn_non_finite(idx, finite if ok is None else finite | ~ok, feature_absmax)
+            finite = finite_statistics(stats, vector)
+            if checked:  # idx: the class of each entry of ok (None: entry k is class k)
+                fine = finite if ok is None else finite | ~ok
+                warn_non_finite(idx, fine, feature_absmax, norm_p=self.norm_p, dtype=h.dtype)
             self._skipped = (~finite if ok is None else ok & ~finite).sum()
             ok = finite if ok is None else ok & finite
-        seen_before = self.observations if idx is None else self.observations.index_select(0, idx)
-        # weight of the new value: 1 on a class's first observation (initialise), 1 - decay after
-        w = torch.where(seen_before == 0, h.new_ones(()), h.new_full((), 1.0 - self.ema_decay))
-        if idx is None:  # dense: every class, in place; a class left out has weight 0
-            w = torch.where(ok, w, 0.0)
-            for ema, new in updates:
-                if guard:  # a skipped class's statistic may be inf: 0 * inf would be NaN
-                    new = torch.where(ok.view(-1, *[1] * (new.ndim - 1)), new, ema)
-                ema.add_((w if ema.ndim == 1 else w[:, None]) * (new - ema))  # = decay ema + (1 - decay) new
-            self.observations.add_(ok)
-            if self.statistic == "oracle":
-                self._update_projected(h, targets, sync)
-            return
-        olds = [ema.index_select(0, idx) for ema, _ in updates]
-        if ok is not None:
-            # a skipped class gets weight 0 on its own old value: exactly unchanged, and no inf * 0
-            w = torch.where(ok, w, 0.0)
-            updates = [
-                (ema, torch.where(ok.view(-1, *[1] * (new.ndim - 1)), new, old))
-                for (ema, new), old in zip(updates, olds, strict=True)
-            ]
-        for (ema, new), old in zip(updates, olds, strict=True):
-            wk = w if ema.ndim == 1 else w[:, None]
-            ema.index_copy_(0, idx, old + wk * (new - old))  # = decay * old + (1 - decay) * new
-        self.observations.index_copy_(0, idx, seen_before + (1 if ok is None else ok.long()))
+        fold_class_statistics(updates, self.observations, idx, ok, ema_decay=self.ema_decay, guard=guard)
         if self.statistic == "oracle":
-            self._update_projected(h, targets, sync)
-
-    def _update_projected(self, h: Tensor, targets: Tensor, sync: bool) -> None:
-        """Fold the batch's projected class variances into ``proj_var_ema`` (``"oracle"`` only).
-
-        Directions: the class-mean EMA after this batch's update. Entry (k, j) is updated when class k
-        is in the batch, class j has a mean (seen), j != k, the two means differ and the value is
-        finite; its first observation initialises it, later ones are EMA'd with ``ema_decay``.
-        """
-        var, counts = projected_class_variances(h, targets, self.class_mean_ema, sync=sync)
-        seen = self.observations > 0
-        K = self.num_classes
-        valid = (counts > 0)[:, None] & seen[None, :] & ~torch.eye(K, dtype=torch.bool, device=h.device)
-        valid &= torch.isfinite(var.float()) & (var > 0)
-        ema = self.proj_var_ema
-        new = torch.where(valid, var.to(ema.dtype), ema)
-        w = torch.where(self.pair_observations == 0, ema.new_ones(()), ema.new_full((), 1.0 - self.ema_decay))
-        ema.add_(torch.where(valid, w, 0.0) * (new - ema))
-        self.pair_observations.add_(valid)
-
-    def _warn_non_finite(self, classes: Tensor | None, ok: Tensor, feature_absmax: float | None) -> None:
-        # ``classes``: the class of each entry of ``ok`` (None: entry k is class k)
-        bad_mask = ~ok
-        bad_classes = (torch.nonzero(bad_mask).squeeze(1) if classes is None else classes[bad_mask]).tolist()
-        if not bad_classes:  # one small read-back, only on checked calls of the guarded path
-            return
-        size = "" if feature_absmax is None else f" (max |h| = {feature_absmax:.3g})"
-        warnings.warn(
-            f"MR2Loss: the batch statistics ||mu_k||_{self.norm_p:g}^2 + s_k^2 of classes {bad_classes[:10]}"
-            f"{' ...' if len(bad_classes) > 10 else ''} are not finite in {self.mean_norm_ema.dtype}{size}; "
-            "they were left out of the EMA, which keeps its previous values. Rescale or normalise the "
-            "features, use a smaller norm_p, or keep the statistics in float64 with loss.double().",
-            RuntimeWarning,
-            stacklevel=2,
-        )
+            update_projected_variances(
+                h,
+                targets,
+                class_means=self.class_mean_ema,
+                proj_var=self.proj_var_ema,
+                pair_observations=self.pair_observations,
+                observations=self.observations,
+                ema_decay=self.ema_decay,
+                sync=sync,
+            )
 
     def _materialise_class_means(self, d: int) -> None:
         buf = self.class_mean_ema

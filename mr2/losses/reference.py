@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mr2.losses.mr2_loss import REP_SCALE_PER_DIM, REP_TEMPERATURE_PER_DIM, SPREAD_FLOOR
+from mr2.losses.mr2_state import REP_SCALE_PER_DIM, REP_TEMPERATURE_PER_DIM, SPREAD_FLOOR
 from theory import optimal_margins
 
 __all__ = ["LoopMR2Loss"]
