@@ -76,6 +76,8 @@ DATA_FIELDS = frozenset(
      "image_channels", "image_size", "input_size"}
 )  # fmt: skip
 _DATA_RECORD_FREE = frozenset({"source"})  # the data record's file path
+# loss options that follow the run's seed by design (the placebo's permutation): not a setting when equal
+SEED_OPTIONS = frozenset({"shuffle_seed"})
 
 
 def _vector(path: Path, key: str, value: Any, k: int | None, *, unit: bool = False) -> list[float]:
@@ -213,6 +215,10 @@ def _setting(path: Path) -> dict[str, Any] | None:
     if not isinstance(cfg, dict):
         raise bad(str(path), type(cfg).__name__, "a config.json with a 'config' object (as mr2 train writes)")
     out = {k: v for k, v in cfg.items() if k not in SETTING_FREE_FIELDS}
+    if isinstance(out.get("loss_options"), dict):  # a seed-derived option varies with the seed only
+        out["loss_options"] = {
+            k: v for k, v in out["loss_options"].items() if not (k in SEED_OPTIONS and v == cfg.get("seed"))
+        }
     if isinstance(out.get("init_checkpoint"), str):  # where RUNS/ lies is not part of the backbone
         out["init_checkpoint"] = "/".join(Path(out["init_checkpoint"]).parts[-4:])
     data = rec.get("data") if isinstance(rec.get("data"), dict) else {}

@@ -170,6 +170,22 @@ def test_runs_of_other_settings_are_not_pooled(mixed):
     assert "reported apart as `ce@epochs=2,lr=0.3`" in top
 
 
+def test_the_placebos_seed_derived_permutation_is_not_a_setting(tmp_path):
+    """The placebo draws its permutation from the run's seed (shuffle_seed = seed): its seeds are one
+    method, while a permutation fixed apart from the seed is still a setting of its own."""
+    root = tmp_path / "placebo"
+    for seed in range(3):
+        acc = np.linspace(0.6, 0.95, K)
+        _write(root, "ce", seed, acc)
+        _config(root, "ce", seed)
+        _write(root, "mr2-shuffled", seed, acc)
+        options = {"statistic": "shuffled", "shuffle_seed": seed if seed < 2 else 99}
+        _config(root, "mr2-shuffled", seed, method="mr2-shuffled", loss_options=options)
+    runs = load_study(root)
+    assert sorted(runs.loc[runs["loss"] == "mr2-shuffled", "seed"]) == [0, 1]
+    assert any(name.startswith("mr2-shuffled@") for name in runs["loss"])  # seed 2's fixed permutation
+
+
 def test_a_run_of_other_data_is_refused(mixed):
     _write(mixed, "mr2", 7, np.linspace(0.6, 0.95, K))
     _config(mixed, "mr2", 7, dataset="digits")
