@@ -264,8 +264,8 @@ def epoch_throughput(
     normalised), so the two differ only by what the epoch adds: the pipeline and the bookkeeping.
     """
     from mr2.train import loop, session
-    from mr2.train.rundir import RunPaths
     from mr2.train.fast import EpochFeed, configure_value_checks, training_net
+    from mr2.train.rundir import RunPaths
 
     sync = _sync_fn(device)
     samples = args.train_samples

@@ -243,8 +243,8 @@ def plot_spread_vs_error(
         rho: (point, low, high) of the Spearman correlation, shown in the title when given.
         ci, rng, n_boot: the interval (``mr2_core.stats.interval_estimates``).
     """
-    from mr2_core.checks import bad
     from mr2.report import class_intervals
+    from mr2_core.checks import bad
 
     fig, ax = style.new_axes(ax)
     sub = long[long["loss"] == loss]
@@ -327,8 +327,8 @@ def draw_report_figures(rep: Any, out: str | Path) -> dict[str, Path]:
     """
     import matplotlib.pyplot as plt
 
-    from mr2_core.io import atomic_open
     from mr2.report import class_intervals
+    from mr2_core.io import atomic_open
 
     style.set_theme()
     gen = None if rep.ci == "t" else np.random.default_rng(rep.seed or 0)

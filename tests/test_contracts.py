@@ -11,12 +11,12 @@ import pytest
 import torch
 
 import sims.experiments as ex
-from mr2_core import contracts as C
 from mr2 import bench_loss
 from mr2.losses import LOSS_NAMES, make_loss
 from mr2.report import summary
 from mr2.study import load_study
 from mr2.train import get_preset, train_run
+from mr2_core import contracts as C
 from paper_figs import synthetic
 from sims.simulate import run_preset
 

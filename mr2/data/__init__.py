@@ -8,12 +8,12 @@
 Every loader returns uint8 images shaped (N, C, H, W) and int64 labels.
 """
 
-from mr2_core.contracts import FASHION_MNIST_CLASSES
 from mr2.data.batching import AugmentationPlan, augment, batch_indices, normalize, to_device
 from mr2.data.dataset import ImageData, load_dataset
 from mr2.data.idx import read_idx, write_idx
 from mr2.data.sources import DATASET_NAMES, FMNIST_FILES, find_fashion_mnist, load_arrays
 from mr2.data.splits import stratified_split
+from mr2_core.contracts import FASHION_MNIST_CLASSES
 
 __all__ = [
     "DATASET_NAMES",

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mr2_core.checks import bad
 from mr2.data import splits
 from mr2.data.sources import DATASET_NAMES, load_arrays
 from mr2.data.splits import stratified_split
+from mr2_core.checks import bad
 
 _HALVES_STREAM, _LONG_TAIL_STREAM = 1, 2  # SeedSequence streams of the optional splitting steps
 

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from mr2_core.checks import bad, one_line
-from mr2_core.contracts import FASHION_MNIST_CLASSES
 from mr2.data.idx import FMNIST_INSTALL, read_idx
 from mr2.data.splits import stratified_split
+from mr2_core.checks import bad, one_line
+from mr2_core.contracts import FASHION_MNIST_CLASSES
 
 __all__ = [
     "DATASET_NAMES",

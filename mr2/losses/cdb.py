@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mr2_core.checks import bad
 from mr2.losses._common import LossBase, all_reduce_sum, check_real
+from mr2_core.checks import bad
 
 __all__ = ["CDBLoss", "cdb_weights", "MIN_DIFFICULTY"]
 

@@ -31,8 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mr2_core.checks import bad
 from mr2.losses._common import LossBase, check_class_counts, check_real
+from mr2_core.checks import bad
 from theory import ldam_margins
 
 __all__ = ["LDAMLoss", "NormedLinear", "class_balanced_weights"]

@@ -9,18 +9,18 @@ new, validated config.
 from __future__ import annotations
 
 import contextlib
-import json
 import dataclasses
+import json
 import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from mr2_core.checks import bad, check_in, check_scalar
-from mr2_core.contracts import LOSSES, SELECTION_RULES
 from mr2.data.sources import DATASET_NAMES
 from mr2.data.splits import TRAIN_SUBSETS
 from mr2.models import HEADS
+from mr2_core.checks import bad, check_in, check_scalar
+from mr2_core.contracts import LOSSES, SELECTION_RULES
 
 __all__ = [
     "TrainConfig",

@@ -31,9 +31,6 @@ from typing import Any
 
 import torch
 
-from mr2_core.checks import bad
-from mr2_core.io import write_json
-from mr2_core.progress import log_line, progress_bar
 from mr2.train.config import TrainConfig
 from mr2.train.fast import EpochFeed, configure_value_checks, training_net
 from mr2.train.rundir import RunPaths, check_resume_overwrite, existing_result, run_lock
@@ -48,6 +45,9 @@ from mr2.train.session import (
     validate,
 )
 from mr2.train.weights import cpu_state
+from mr2_core.checks import bad
+from mr2_core.io import write_json
+from mr2_core.progress import log_line, progress_bar
 
 __all__ = ["train_run", "train_epoch", "TrainingDiverged", "CHECKPOINT_VERSION"]
 

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mr2_core.contracts import CHECKPOINT_FILE, CONFIG_FILE, LOCK_FILE, LOG_FILE, METRICS_FILE
+from mr2.train.config import RESUME_FREE_FIELDS, TrainConfig
 from mr2_core.checks import bad
+from mr2_core.contracts import CHECKPOINT_FILE, CONFIG_FILE, LOCK_FILE, LOG_FILE, METRICS_FILE
 from mr2_core.io import clean_tmp, read_json
 from mr2_core.locks import hold_lock
-from mr2.train.config import RESUME_FREE_FIELDS, TrainConfig
 
 __all__ = [
     "MODEL_FILE",

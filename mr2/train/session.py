@@ -21,10 +21,6 @@ from typing import Any
 
 import torch
 
-from mr2_core.checks import one_line, summarise
-from mr2_core.contracts import SELECTION_RULES
-from mr2_core.io import code_version, torch_save, write_csv, write_json
-from mr2_core.seeding import seed_everything
 from mr2 import data as mdata
 from mr2.models import build_model
 from mr2.train.config import TrainConfig
@@ -42,6 +38,10 @@ from mr2.train.runtime import (
 )
 from mr2.train.sync_bn import convert_sync_batchnorm, resolve_sync_bn
 from mr2.train.weights import cpu_state, interpolate_states, load_backbone, load_plain
+from mr2_core.checks import one_line, summarise
+from mr2_core.contracts import SELECTION_RULES
+from mr2_core.io import code_version, torch_save, write_csv, write_json
+from mr2_core.seeding import seed_everything
 
 __all__ = [
     "Session",

@@ -18,8 +18,8 @@ from mr2.train.config import TrainConfig, study_overrides
 from mr2.train.loop import TrainingDiverged, train_run
 from mr2.train.presets import Preset, get_preset
 from mr2.train.rundir import MODEL_FILE, check_resume_overwrite
-from mr2_core.contracts import METRICS_FILE
 from mr2_core.checks import bad, check_workers
+from mr2_core.contracts import METRICS_FILE
 from mr2_core.io import check_writable_dir
 from mr2_core.locks import Busy
 from mr2_core.parallel import BACKENDS, run_tasks

@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 import torch
 
+from mr2 import bench_loss
 from mr2_cli.cli import main as cli_main
 from mr2_core.contracts import LOSS_BENCH_COLUMNS
-from mr2 import bench_loss
 
 
 def test_bench_writes_the_contract_csv(tmp_path, capsys):

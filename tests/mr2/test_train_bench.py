@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 import torch
 
-from mr2_cli.cli import main as cli_main
 from mr2 import bench_train
+from mr2_cli.cli import main as cli_main
 
 
 @pytest.fixture(autouse=True)

@@ -14,16 +14,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mr2_core.contracts import LOSSES
 from mr2 import data as mdata
 from mr2.host_syncs import count_host_syncs
 from mr2.losses import make_loss
 from mr2.losses.margin_statistics import STATISTICS
 from mr2.train import fast, get_preset, loop, session, train_run
-from mr2.train.rundir import RunPaths
 from mr2.train.config import RESUME_FREE_FIELDS, TrainConfig
 from mr2.train.evaluation import prepare_batch
+from mr2.train.rundir import RunPaths
 from mr2.train.runtime import epoch_generator
+from mr2_core.contracts import LOSSES
 
 # the syncs an epoch makes outside its steps: the normalisation constants (built from Python numbers)
 # and the end of epoch's summed loss and correct count; and per log_every steps: the loop's NaN check

@@ -11,14 +11,14 @@ import pandas as pd
 import pytest
 import torch
 
-from mr2_core.contracts import SELECTION_RULES
-from mr2_core.seeding import seed_everything
 from mr2.data import load_dataset
 from mr2.data.splits import long_tail_counts, long_tail_subsample
 from mr2.models import build_model
 from mr2.train import get_preset, run_study, train_run
 from mr2.train.evaluation import predict, split_metrics
 from mr2.train.presets import Preset
+from mr2_core.contracts import SELECTION_RULES
+from mr2_core.seeding import seed_everything
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

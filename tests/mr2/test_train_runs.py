@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 import torch
 
-from mr2_cli.cli import main as cli_main
-from mr2_core.contracts import METRICS_KEYS
 from mr2 import train as mtrain
 from mr2.train import TrainingDiverged, apply_overrides, get_preset, run_study, train_run
+from mr2_cli.cli import main as cli_main
+from mr2_core.contracts import METRICS_KEYS
 
 CONTRACT_KEYS = set(METRICS_KEYS)
 MIN_DIGITS_ACCURACY = 0.80  # a tiny CNN on 8x8 digits after a few epochs; chance is 0.10
