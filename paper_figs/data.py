@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from mr2_core.checks import bad
-from mr2_core.contracts import SIMS_FILES
+from mr2_core.contracts import LOSS_BENCH_FILE, SIMS_FILES
 from paper_figs.common import FigureContext
 
 __all__ = [
@@ -74,7 +74,7 @@ def sims_manifest(ctx: FigureContext) -> list[Path]:
 def loss_bench_file(ctx: FigureContext) -> Path:
     """``RESULTS/bench/loss_bench.csv``, running ``mr2 bench loss`` if it is missing."""
     folder = ctx.results / "bench"
-    path = folder / "loss_bench.csv"
+    path = folder / LOSS_BENCH_FILE
     if not path.is_file():
         from mr2.bench_loss import run_benchmark
 

@@ -12,7 +12,14 @@ from typing import Any
 
 import numpy as np
 
-from mr2_core.contracts import FASHION_MNIST_CLASSES, METRICS_FILE, MR2_LOSSES, SELECTION_RULES, SIMS_COLUMNS
+from mr2_core.contracts import (
+    FASHION_MNIST_CLASSES,
+    LOSS_BENCH_FILE,
+    METRICS_FILE,
+    MR2_LOSSES,
+    SELECTION_RULES,
+    SIMS_COLUMNS,
+)
 from mr2_core.io import write_csv, write_json
 from mr2_core.seeding import as_generator
 from mr2_core.summaries import class_summary
@@ -237,7 +244,7 @@ def write_loss_bench(folder: str | Path, *, rng: int | np.random.Generator = 0) 
         ms.xs("ce", level="impl").loc[frame["K"]],
     )
     frame["ratio_to_ce"] = frame["ms_mean"] / ce
-    path = Path(folder) / "loss_bench.csv"
+    path = Path(folder) / LOSS_BENCH_FILE
     write_csv(path, frame)
     return path
 
