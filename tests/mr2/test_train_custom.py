@@ -61,7 +61,7 @@ def _train(splits, tmp_path, loss="ce", model=None, **kw):
 
 
 def test_train_model_writes_a_run_the_report_reads(splits, tmp_path, one_torch_thread):
-    ce = _train(splits, tmp_path, "ce")
+    ce = _train(splits, tmp_path, "ce", class_names=["a", "b", "c"])  # one study: the same data record
     mr2 = _train(splits, tmp_path, "mr2", class_names=["a", "b", "c"])
     run = tmp_path / "toy" / "mr2" / "seed0"
     assert mr2["run_dir"] == str(run)
