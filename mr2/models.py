@@ -111,6 +111,14 @@ def _conv_bn(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
     )
 
 
+def _conv_stack(in_channels: int, image_size: int, width: int) -> list[nn.Module]:
+    """conv(w)-pool-conv(2w)-pool, the small CNNs' shared stack (a list, so that the Sequential's layer
+    indices, and hence the state_dict keys, stay those of the flat layout)."""
+    if image_size // 4 < 1:
+        raise bad("image_size", image_size, "at least 4 pixels for two 2x2 poolings")
+    return [_conv_bn(in_channels, width), nn.MaxPool2d(2), _conv_bn(width, 2 * width), nn.MaxPool2d(2)]
+
+
 class SmallCNN(nn.Sequential):
     """conv(w)-pool-conv(2w)-pool-flatten-linear(hidden)-ReLU: features of size ``hidden``.
 
@@ -119,13 +127,8 @@ class SmallCNN(nn.Sequential):
 
     def __init__(self, in_channels: int, image_size: int, width: int = 32, hidden: int = 128):
         side = image_size // 4
-        if side < 1:
-            raise bad("image_size", image_size, "at least 4 pixels for two 2x2 poolings")
         super().__init__(
-            _conv_bn(in_channels, width),
-            nn.MaxPool2d(2),
-            _conv_bn(width, 2 * width),
-            nn.MaxPool2d(2),
+            *_conv_stack(in_channels, image_size, width),
             nn.Flatten(),
             nn.Linear(2 * width * side * side, hidden),
             nn.ReLU(inplace=True),
@@ -138,13 +141,8 @@ class SmallCNNGAP(nn.Sequential):
     layer replaced by a global average pool, so features (size 2w) carry no spatial layout."""
 
     def __init__(self, in_channels: int, image_size: int, width: int = 32):
-        if image_size // 4 < 1:
-            raise bad("image_size", image_size, "at least 4 pixels for two 2x2 poolings")
         super().__init__(
-            _conv_bn(in_channels, width),
-            nn.MaxPool2d(2),
-            _conv_bn(width, 2 * width),
-            nn.MaxPool2d(2),
+            *_conv_stack(in_channels, image_size, width),
             nn.AdaptiveAvgPool2d(1),
             nn.Flatten(),
         )
