@@ -335,7 +335,8 @@ REPORT_SUMMARY_COLUMNS: tuple[str, ...] = (
 # ------------------------------------------------------------------------------------------- sims
 # the presets of `mr2 simulate --preset` ("all" runs every other one)
 SIMS_PRESETS: tuple[str, ...] = (
-    "margin-vs-variance", "margin-vs-separation", "theory-vs-uniform", "bound-vs-gap", "all",
+    "margin-vs-variance", "margin-vs-separation", "theory-vs-uniform", "bound-vs-gap", "temperature-regimes",
+    "all",
 )  # fmt: skip
 # every table `mr2 simulate` writes -> the preset that writes it
 SIMS_FILES = MappingProxyType(
@@ -347,6 +348,8 @@ SIMS_FILES = MappingProxyType(
         "rule_scores.csv": "margin-vs-separation",
         "theory_vs_uniform.csv": "theory-vs-uniform",
         "bound_vs_gap.csv": "bound-vs-gap",
+        "temperature_regimes.csv": "temperature-regimes",
+        "temperature_regimes_summary.csv": "temperature-regimes",
     }
 )
 SIMS_MANIFEST_FILE = "manifest.json"  # every preset: config, code version, timings
@@ -399,6 +402,14 @@ SIMS_COLUMNS = MappingProxyType(
             "margin_term_ci_low", "margin_term_ci_high", "gen_gap", "gen_gap_ci_low", "gen_gap_ci_high",
             "ramp_gap", "ramp_gap_ci_low", "ramp_gap_ci_high", "test_error", "test_error_ci_low",
             "test_error_ci_high", "weight_norm",
+        ),
+        "temperature_regimes.csv": (
+            "separation", "ratio", "set", "boundary_shift", "share_below_crossover", "train_error",
+            "recall_large", "recall_small",
+        ),
+        "temperature_regimes_summary.csv": (
+            "separation", "ratio", "n_sets", "boundary_shift", "shift_ci_low", "shift_ci_high",
+            "share_below_crossover", "train_error", "recall_large", "recall_small", "regime",
         ),
     }
 )  # fmt: skip

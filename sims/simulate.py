@@ -21,6 +21,7 @@ from sims.experiments import PRESETS, analyse_margins, check_preset, preset_sett
 from sims.scores import geometry_scores, rule_scores
 from sims.sweep import run_sweep
 from sims.tables import N_BOOT
+from sims.temperature import regimes_markdown, summarise_regimes, temperature_regimes
 from sims.verdict import summary_markdown, verdict_table
 
 __all__ = ["run_preset"]
@@ -52,6 +53,8 @@ def run_preset(
     t0 = time.perf_counter()
     load_start = _load()
     want = PRESETS[:-1] if preset == "all" else (preset,)
+    if want == ("temperature-regimes",):
+        return _run_regimes(out, quick=quick, echo=echo, t0=t0, load_start=load_start)
     variance = preset_settings(quick=quick)
     # the separation family contains the variance family: one sweep computes each setting once
     family = "separation" if "margin-vs-separation" in want else "variance"
@@ -76,6 +79,9 @@ def run_preset(
     if "bound-vs-gap" in want:
         bvg = bound_vs_gap(results)
         tables["bound_vs_gap.csv"] = bvg
+    regimes_text = ""
+    if "temperature-regimes" in want:
+        tables["temperature_regimes.csv"], tables["temperature_regimes_summary.csv"], regimes_text = _regimes(quick)
     for name, table in tables.items():
         if name not in SIMS_FILES:
             raise RuntimeError(f"{name} is not in mr2_core.contracts.SIMS_FILES")
@@ -120,6 +126,41 @@ def run_preset(
         f"{load_start} -> {manifest['load_average_end']}",
     }
     text = summary_markdown(vt if vt is not None else _empty(), tvu, bvg, header, scores=scores, geometry=geo)
+    if regimes_text:
+        text += "\n\n" + regimes_text
+    write_text(out / SIMS_SUMMARY_FILE, text + "\n")
+    write_json(out / SIMS_MANIFEST_FILE, manifest)
+    if echo:
+        print(text)
+    return manifest
+
+
+def _regimes(quick: bool):
+    """The temperature-regimes tables (per training set, summary) and their Markdown."""
+    table = temperature_regimes(n_per_class=200, n_sets=4) if quick else temperature_regimes()
+    summary = summarise_regimes(table)
+    return table, summary, regimes_markdown(summary)
+
+
+def _run_regimes(out: Path, *, quick: bool, echo: bool, t0: float, load_start: list[float]) -> dict[str, Any]:
+    """``--preset temperature-regimes`` alone: seconds, no sweep and no cache."""
+    table, summary, text = _regimes(quick)
+    write_csv(out / "temperature_regimes.csv", table)
+    write_csv(out / "temperature_regimes_summary.csv", summary)
+    manifest = {
+        "preset": "temperature-regimes",
+        "quick": quick,
+        "code_version": code_version(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "load_average_start": load_start,
+        "load_average_end": _load(),
+        "models_trained": int(table.shape[0]),
+        "seconds_total": round(time.perf_counter() - t0, 2),
+        "files": ["temperature_regimes.csv", "temperature_regimes_summary.csv", SIMS_SUMMARY_FILE,
+                  SIMS_MANIFEST_FILE],
+    }  # fmt: skip
     write_text(out / SIMS_SUMMARY_FILE, text + "\n")
     write_json(out / SIMS_MANIFEST_FILE, manifest)
     if echo:
