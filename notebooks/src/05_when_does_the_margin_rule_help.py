@@ -214,7 +214,9 @@ check.round(3)
 # a class depends on how the margin enters the loss. The bound's margin is additive (a ramp loss of
 # $z_y - \gamma_y$): a larger $\gamma_y$ asks more of class $y$. MR²'s code applies it as a
 # temperature, CE$(z/\gamma_y, y)$: a larger $\gamma_y$ softens the logits of class $y$'s samples and
-# takes gradient *away* from it. Compare `mr2-separation` (temperature) with
+# takes gradient *away* from it, while the classes overlap (a sample below the crossover v* of
+# `mr2 derive` step 16; on separable data the boundary moves away from that class instead, as
+# `mr2 simulate --preset temperature-regimes` shows). Compare `mr2-separation` (temperature) with
 # `mr2-separation-additive`, and `mr2` with `mr2-additive`: same margins, opposite forms.
 #
 # On Fashion-MNIST (`fmnist-probe`, 24 paired seeds) the worst class (Shirt) gained under the
