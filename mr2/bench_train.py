@@ -245,9 +245,7 @@ def count_step_syncs(t: Trainee, x: Any, y: Any, *, gpu_config: bool) -> int:
         if hasattr(t.loss, "layout"):
             t.loss.layout = "dense"
         t.loss.check_every = t.loss.check_every or t.cfg.log_every
-    every = t.loss.check_every or 1
-    if every > 1:
-        t.loss._calls = 1  # the next call is not a scheduled check (those come every ``every`` calls)
+    t.loss.skip_scheduled_check()  # a steady-state step: between two scheduled value checks
     with count_host_syncs() as counter:
         train_step(t, x, y)
     return counter.total

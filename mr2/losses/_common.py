@@ -252,6 +252,12 @@ class LossBase(nn.Module):
         self._calls = 0  # calls so far (host counter for check_every; not state: it changes no number)
         self.last: dict[str, float | Tensor] = {}
 
+    def skip_scheduled_check(self) -> None:
+        """Make the next call an unchecked one when ``check_every`` > 1 (it then falls between two
+        scheduled checks); for measuring a steady-state step, which a scheduled check is not."""
+        if (self.check_every or 1) > 1 and self._calls % self.check_every == 0:
+            self._calls += 1
+
     def _values_checked_now(self) -> bool:
         """Whether this call checks the input values (and so reads back from the device): every call
         by default, every ``check_every``-th call (the first included) when that is set, never

@@ -262,3 +262,19 @@ def test_cuda_training_steps_do_not_synchronise(tmp_path, loss):
     finally:
         torch.cuda.set_sync_debug_mode(0)
     torch.cuda.synchronize()
+
+
+@pytest.mark.parametrize("every", [1, 3])
+def test_skip_scheduled_check_makes_only_the_next_call_unchecked(every):
+    loss = make_loss("ce", 3, check_every=every)
+    bad_logits = torch.tensor([[float("nan"), 0.0, 0.0]])
+    y = torch.tensor([0])
+    loss.skip_scheduled_check()
+    if every == 1:  # every call is checked: nothing to skip
+        with pytest.raises(ValueError):
+            loss(bad_logits, None, y)
+        return
+    loss(bad_logits, None, y)  # call 1 of 3: unchecked
+    loss(bad_logits, None, y)  # call 2 of 3: unchecked
+    with pytest.raises(ValueError):
+        loss(bad_logits, None, y)  # call 3 = the next scheduled check
