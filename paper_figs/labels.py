@@ -14,7 +14,6 @@ the layout (``in_layout=False``), so placing them never moves the axes.
 
 from __future__ import annotations
 
-import weakref
 from typing import Any
 
 import numpy as np
@@ -35,7 +34,15 @@ _DIRECTIONS = (
 _DISTANCES = (3.0, 8.0, 14.0, 21.0, 30.0, 40.0)  # points from the point to the nearest edge of its label
 _MARKER = 3.5  # points: half the size of an obstacle box around a marker
 _WEIGHT_LABEL, _WEIGHT_DATA, _WEIGHT_OUTSIDE = 10.0, 4.0, 20.0  # cost per px^2 of overlap
-_JOBS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # figure -> [(ax, args, kwargs, anns)]
+# the figure keeps its own label jobs [(ax, args, kwargs, anns)] under this attribute, so that they live
+# and die with it (no module-level registry)
+_JOBS_ATTR = "_mr2_label_jobs"
+
+
+def _jobs(fig: Any) -> list:
+    if not hasattr(fig, _JOBS_ATTR):
+        setattr(fig, _JOBS_ATTR, [])
+    return getattr(fig, _JOBS_ATTR)
 
 
 def _overlap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -73,13 +80,13 @@ def place_labels(
     """
     kwargs = {"xerr": xerr, "yerr": yerr, "fontsize": fontsize}
     anns = _place(ax, xs, ys, labels, **kwargs)
-    _JOBS.setdefault(ax.figure, []).append((ax, (xs, ys, labels), kwargs, anns))
+    _jobs(ax.figure).append((ax, (xs, ys, labels), kwargs, anns))
     return anns
 
 
 def refresh(fig: Any) -> None:
     """Place every label of ``fig`` again for its current layout (call it once the figure is complete)."""
-    jobs = _JOBS.get(fig, [])
+    jobs = _jobs(fig)
     for ann in (a for _, _, _, anns in jobs for a in anns):
         ann.remove()
     fig.canvas.draw()  # the final layout, without the old labels
