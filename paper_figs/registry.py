@@ -19,6 +19,7 @@ FIGURES: dict[int, str] = {
     7: "paper_figs.fig7_statistics_vs_error",
     8: "paper_figs.fig8_probe_effects",
     9: "paper_figs.fig9_rule_scores",
+    10: "paper_figs.fig10_temperature_regimes",
 }
 
 
