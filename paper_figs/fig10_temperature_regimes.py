@@ -37,13 +37,18 @@ CAPTION = (
 COLUMNS = SIMS_COLUMNS["temperature_regimes_summary.csv"]
 
 
+def ratio_colors(summary: Any) -> dict[float, Any]:
+    """One colour per temperature ratio g > 1 of ``summary``, in increasing order of g."""
+    ratios = sorted(summary.loc[summary["ratio"] > 1, "ratio"].unique())
+    return dict(zip(ratios, style.palette(len(ratios)), strict=True))
+
+
 def plot_shift(summary: Any, *, ax: Any = None, colors: dict | None = None) -> tuple[Any, Any]:
     """Panel (a): the boundary's shift toward the larger-temperature class against the separation."""
     fig, ax = style.new_axes(ax)
     rows = summary[summary["ratio"] > 1]
-    ratios = sorted(rows["ratio"].unique())
-    colors = colors or dict(zip(ratios, style.palette(len(ratios)), strict=True))
-    for g in ratios:
+    colors = colors or ratio_colors(summary)
+    for g in colors:
         sub = rows[rows["ratio"] == g].sort_values("separation")
         y = sub["boundary_shift"].to_numpy()
         err = np.clip(np.vstack([y - sub["shift_ci_low"], sub["shift_ci_high"] - y]), 0, None)
@@ -63,9 +68,8 @@ def plot_overlap(summary: Any, *, ax: Any = None, colors: dict | None = None) ->
     ref = summary[summary["ratio"] == 1.0].sort_values("separation")
     ax.plot(ref["separation"], ref["train_error"], color="black", marker="s", ms=3, label="training error (CE)")
     rows = summary[summary["ratio"] > 1]
-    ratios = sorted(rows["ratio"].unique())
-    colors = colors or dict(zip(ratios, style.palette(len(ratios)), strict=True))
-    for g in ratios:
+    colors = colors or ratio_colors(summary)
+    for g in colors:
         sub = rows[rows["ratio"] == g].sort_values("separation")
         ax.plot(sub["separation"], sub["share_below_crossover"], color=colors[g], marker="o", ms=3, ls="--",
                 label=f"below v*, g = {g:g}")  # fmt: skip
@@ -81,8 +85,7 @@ def make(ctx: FigureContext) -> Made:
 
     path = data.sims_file(ctx, "temperature_regimes_summary.csv")
     summary = data.read_table(path, COLUMNS)
-    ratios = sorted(summary.loc[summary["ratio"] > 1, "ratio"].unique())
-    colors = dict(zip(ratios, style.palette(len(ratios)), strict=True))
+    colors = ratio_colors(summary)
     fig, (a, b) = plt.subplots(1, 2, layout="constrained", figsize=(style.DOUBLE_COLUMN, 2.6))
     plot_shift(summary, ax=a, colors=colors)
     plot_overlap(summary, ax=b, colors=colors)

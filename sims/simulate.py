@@ -81,24 +81,15 @@ def run_preset(
         tables["bound_vs_gap.csv"] = bvg
     regimes_text = ""
     if "temperature-regimes" in want:
-        tables["temperature_regimes.csv"], tables["temperature_regimes_summary.csv"], regimes_text = _regimes(quick)
-    for name, table in tables.items():
-        if name not in SIMS_FILES:
-            raise RuntimeError(f"{name} is not in mr2_core.contracts.SIMS_FILES")
-        write_csv(out / name, table)
+        regimes, regimes_text = _regimes(quick)
+        tables.update(regimes)
+    _write_tables(out, tables)
     files = list(tables)
     diag = [r.diagnostics for r in sweep.results]  # every setting of the sweep, both families
     manifest = {
-        "preset": preset,
-        "quick": quick,
-        "code_version": code_version(),
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
+        **_run_record(preset, quick, load_start),
         "n_jobs": n_jobs,
         "backend": backend,
-        "cpu_count": os.cpu_count(),
-        "load_average_start": load_start,
-        "load_average_end": _load(),
         "seconds_total": None,
         "seconds_sweep": round(t_sweep, 2),
         "settings_computed": len(sweep.computed),
@@ -128,27 +119,13 @@ def run_preset(
     text = summary_markdown(vt if vt is not None else _empty(), tvu, bvg, header, scores=scores, geometry=geo)
     if regimes_text:
         text += "\n\n" + regimes_text
-    write_text(out / SIMS_SUMMARY_FILE, text + "\n")
-    write_json(out / SIMS_MANIFEST_FILE, manifest)
-    if echo:
-        print(text)
-    return manifest
+    return _finish(out, text, manifest, echo=echo)
 
 
-def _regimes(quick: bool):
-    """The temperature-regimes tables (per training set, summary) and their Markdown."""
-    table = temperature_regimes(n_per_class=200, n_sets=4) if quick else temperature_regimes()
-    summary = summarise_regimes(table)
-    return table, summary, regimes_markdown(summary)
-
-
-def _run_regimes(out: Path, *, quick: bool, echo: bool, t0: float, load_start: list[float]) -> dict[str, Any]:
-    """``--preset temperature-regimes`` alone: seconds, no sweep and no cache."""
-    table, summary, text = _regimes(quick)
-    write_csv(out / "temperature_regimes.csv", table)
-    write_csv(out / "temperature_regimes_summary.csv", summary)
-    manifest = {
-        "preset": "temperature-regimes",
+def _run_record(preset: str, quick: bool, load_start: list[float]) -> dict[str, Any]:
+    """What every manifest records of the run: preset, code version, machine and load."""
+    return {
+        "preset": preset,
         "quick": quick,
         "code_version": code_version(),
         "python": sys.version.split()[0],
@@ -156,16 +133,43 @@ def _run_regimes(out: Path, *, quick: bool, echo: bool, t0: float, load_start: l
         "cpu_count": os.cpu_count(),
         "load_average_start": load_start,
         "load_average_end": _load(),
-        "models_trained": int(table.shape[0]),
-        "seconds_total": round(time.perf_counter() - t0, 2),
-        "files": ["temperature_regimes.csv", "temperature_regimes_summary.csv", SIMS_SUMMARY_FILE,
-                  SIMS_MANIFEST_FILE],
-    }  # fmt: skip
+    }
+
+
+def _write_tables(out: Path, tables: dict[str, Any]) -> None:
+    for name, table in tables.items():
+        if name not in SIMS_FILES:
+            raise RuntimeError(f"{name} is not in mr2_core.contracts.SIMS_FILES")
+        write_csv(out / name, table)
+
+
+def _finish(out: Path, text: str, manifest: dict[str, Any], *, echo: bool) -> dict[str, Any]:
+    """Write the summary and the manifest (atomically), print the summary, return the manifest."""
     write_text(out / SIMS_SUMMARY_FILE, text + "\n")
     write_json(out / SIMS_MANIFEST_FILE, manifest)
     if echo:
         print(text)
     return manifest
+
+
+def _regimes(quick: bool) -> tuple[dict[str, Any], str]:
+    """The temperature-regimes tables (per training set, summary) and their Markdown."""
+    table = temperature_regimes(n_per_class=200, n_sets=4) if quick else temperature_regimes()
+    summary = summarise_regimes(table)
+    return {"temperature_regimes.csv": table, "temperature_regimes_summary.csv": summary}, regimes_markdown(summary)
+
+
+def _run_regimes(out: Path, *, quick: bool, echo: bool, t0: float, load_start: list[float]) -> dict[str, Any]:
+    """``--preset temperature-regimes`` alone: seconds, no sweep and no cache."""
+    tables, text = _regimes(quick)
+    _write_tables(out, tables)
+    manifest = {
+        **_run_record("temperature-regimes", quick, load_start),
+        "models_trained": int(tables["temperature_regimes.csv"].shape[0]),
+        "seconds_total": round(time.perf_counter() - t0, 2),
+        "files": [*tables, SIMS_SUMMARY_FILE, SIMS_MANIFEST_FILE],
+    }
+    return _finish(out, text, manifest, echo=echo)
 
 
 def _empty():

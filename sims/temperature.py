@@ -132,11 +132,14 @@ def summarise_regimes(table: pd.DataFrame) -> pd.DataFrame:
 
 def regimes_markdown(summary: pd.DataFrame) -> str:
     """The summary as a Markdown table (ratio > 1 rows), with how to read it."""
+    from theory import temperature_crossover
+
+    v_star = temperature_crossover(2)
     lines = [
         "## Both regimes of the temperature form (two Gaussian classes, sigma = 1)",
         "",
         "Class 1 trained with CE(z / g); shift: how far the boundary moved toward class 1 (sigma units, "
-        "95% t interval over training sets); below v*: share of class 1's samples with v < v* = 1.28.",
+        f"95% t interval over training sets); below v*: share of class 1's samples with v < v* = {v_star:.2f}.",
         "",
         "| delta | g | shift toward class 1 | below v* | train error (g = 1) | recall class 1 / 0 | regime |",
         "|---|---|---|---|---|---|---|",
