@@ -21,7 +21,10 @@ percent when the number ends with ``%``); ``p`` the paired-t p-value; ``holm`` t
 ``n`` seeds; ``n_paired`` paired seeds; ``mde`` and ``tost`` in points; ``share`` the backbone share in
 percent. A number matches when it equals the table's value rounded to the decimals quoted (``0.36``
 matches 0.3573; ``1.6`` matches 1.58); ``< 0.001`` matches any value below 0.001.
-``python -m mr2.report_quotes STUDY ...`` prints a quote with its comment, ready to paste.
+``python -m mr2.report_quotes STUDY ...`` prints a quote with its comment, ready to paste;
+``python -m mr2.report_quotes --refresh FILE ...`` rewrites, after a report was re-issued, every quoted
+number of those files that no longer matches its table (same decimals, same sign style) and lists each
+change, so that the sentence around it can be re-read; ``--check FILE ...`` only lists the mismatches.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["FIELDS", "Quote", "find_quotes", "check_quote", "format_quote", "main"]
+__all__ = ["FIELDS", "Quote", "find_quotes", "check_quote", "format_quote", "refresh_quotes", "main"]
 
 POINTS = 100.0
 # FIELD -> (columns of point, low, high; scale of the quoted text)
@@ -207,9 +210,105 @@ def format_quote(spec: list[str], results: str | Path, digits: int = 2) -> str:
     return f"{body} <!-- q: {words} -->"
 
 
+def _render(old: str, value: float) -> str | None:
+    """``value`` written like ``old``: its decimals, its sign style and minus sign, its percent sign."""
+    body = old.rstrip("%").lstrip("+-−")
+    if "e" in body.lower():
+        return None
+    dec = len(body.split(".")[1]) if "." in body else 0
+    text = f"{abs(value):.{dec}f}"
+    if float(text) == 0.0:
+        value = 0.0
+    minus = "−" if "−" in old else "-"
+    sign = minus if value < 0 else ("+" if old[:1] == "+" or (old[:1] in "-−" and value > 0) else "")
+    return sign + text + ("%" if old.endswith("%") else "")
+
+
+def refresh_quotes(text: str, results: str | Path, file: str = "<text>") -> tuple[str, list[str]]:
+    """``text`` with every quoted number that no longer matches its table rewritten from the table, and
+    one line per change (``file:line: old -> new``). A ``< x`` quote or an unreadable source is left as
+    it is and listed as ``not rewritten``."""
+    lines, changes, fenced = text.split("\n"), [], False
+    for i, line in enumerate(lines):
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+            continue
+        if fenced:
+            continue
+        masked = _INLINE_CODE.sub(lambda m: " " * len(m.group()), line)
+        edits, prev = [], 0
+        for m in _COMMENT.finditer(masked):
+            before, start = masked[prev : m.start()], prev
+            prev = m.end()
+            try:
+                spec = tuple(shlex.split(m.group("spec")))
+            except ValueError:
+                continue
+            q = _QUOTED.search(before)
+            quote = Quote(file, i + 1, spec, q.group(0).strip() if q else "")
+            if q is None or check_quote(quote, results) is None:
+                continue
+            try:
+                row, how = _row(spec, Path(results))
+            except (OSError, ValueError, KeyError) as exc:
+                changes.append(f"{quote.where()}: not rewritten ({exc})")
+                continue
+            if q.group("cmp"):
+                changes.append(f"{quote.where()}: not rewritten ('<' quote: {check_quote(quote, results)})")
+                continue
+            groups = ["x"] + (["lo", "hi"] if q.group("lo") else [])
+            pct = how["field"] in ("mean", "rho")
+            news = []
+            for g, col in zip(groups, how["cols"], strict=False):
+                old = q.group(g)
+                s = how["scale"] * (100.0 if old.endswith("%") and how["scale"] == 1.0 and pct else 1.0)
+                news.append((q.start(g) + start, q.end(g) + start, _render(old, s * float(row[col]))))
+            if any(n is None for *_, n in news):
+                changes.append(f"{quote.where()}: not rewritten (exponent notation)")
+                continue
+            edits += news
+            changes.append(f"{quote.where()}: {q.group(0).strip()} -> "
+                           + _after(q, news, start, line))  # fmt: skip
+        for a, b, new in sorted(edits, reverse=True):
+            line = line[:a] + new + line[b:]
+        lines[i] = line
+    return "\n".join(lines), changes
+
+
+def _after(q: re.Match, news: list, start: int, line: str) -> str:
+    """The quote's text after its numbers are replaced (for the change list)."""
+    a, b = q.start(0) + start, q.end(0) + start
+    seg = line[a:b]
+    for x, y, new in sorted(news, reverse=True):
+        seg = seg[: x - a] + new + seg[y - a :]
+    return seg.strip()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     results = Path(__file__).resolve().parents[1] / "docs" / "results"
+    if args and args[0] in ("--refresh", "--check"):
+        if len(args) == 1:
+            raise SystemExit(f"{args[0]} needs the Markdown files to go through, e.g. README.md docs/*.md")
+        bad = 0
+        for name in args[1:]:
+            page = Path(name)
+            text = page.read_text()
+            if args[0] == "--check":
+                errors = [e for q in find_quotes(text, name) if (e := check_quote(q, results))]
+                for e in errors:
+                    print(e)
+                bad += len(errors)
+                continue
+            new, changes = refresh_quotes(text, results, name)
+            for c in changes:
+                print(c)
+            if new != text:
+                tmp = page.with_name(page.name + ".tmp")
+                tmp.write_text(new)
+                tmp.replace(page)
+            bad += sum("not rewritten" in c for c in changes)
+        return 1 if bad else 0
     print(format_quote(args, results))
     return 0
 

@@ -75,3 +75,33 @@ def test_format_quote_round_trips():
     quote = format_quote(["fmnist-lt10", "rho", "cdb", "centred a_k"], RESULTS)
     assert quote.endswith("<!-- q: fmnist-lt10 rho cdb 'centred a_k' -->")
     assert _one(quote) is None
+
+
+def test_refresh_rewrites_a_stale_number_in_the_quotes_style():
+    from mr2.report_quotes import refresh_quotes
+
+    text = (
+        f"gains +1.68 [+1.21, +1.99] <!-- q: {SPEC} diff --> points; "
+        f"`+9.99 <!-- q: {SPEC} diff -->` stays; **+2** <!-- q: {SPEC} diff -->, "
+        f"6 <!-- q: {SPEC} n_paired --> seeds, p < 0.0001 <!-- q: {SPEC} holm -->"
+    )
+    new, changes = refresh_quotes(text, RESULTS, "x.md")
+    assert "`+9.99 <!-- q:" in new  # code is not a quote
+    for q in find_quotes(new, "x.md"):
+        if "holm" not in q.spec:
+            assert check_quote(q, RESULTS) is None, q
+    good = format_quote(SPEC.split() + ["diff"], RESULTS).split(" <!--")[0]
+    assert f"gains {good} <!--" in new  # same two decimals and '+' style as written
+    assert "**+1.6** <!--" in new or "**+2** <!--" in new  # one digit quoted -> one digit written
+    assert "5 <!-- q" in new and "6 <!-- q" not in new
+    assert any("not rewritten" in c and "'<'" in c for c in changes)  # a '<' quote is only listed
+    assert sum("->" in c for c in changes) == 3
+
+
+def test_refresh_leaves_matching_quotes_alone_and_keeps_the_minus_sign():
+    from mr2.report_quotes import _render, refresh_quotes
+
+    text = f"+1.58 [+1.21, +1.95] <!-- q: {SPEC} diff -->\n"
+    assert refresh_quotes(text, RESULTS) == (text, [])
+    assert _render("−0.25", -0.31) == "−0.31" and _render("-0.25", 0.31) == "+0.31"
+    assert _render("12%", 7.04) == "7%" and _render("+0.004", -0.0001) == "+0.000"  # no "-0.000"
