@@ -305,6 +305,18 @@ np.testing.assert_allclose(minimax.x, closed, atol=1e-5)
 assert abs(balanced.x - closed) > 0.1  # (d): the balanced error puts the boundary elsewhere
 
 # %% [markdown]
+# **What this rule did in training.** `MR2Loss(statistic="oracle", margin_form="additive")` gives each
+# class the share of the gap to its nearest rival that this exercise derives, with the spreads and
+# means measured on the network's features. Trained end to end on Fashion-MNIST (`fmnist-protocol`, 12
+# paired seeds against CE), neither it nor the separation ratio nor a_k moved the worst class
+# detectably (every interval contains 0, and effects above about 1.5 points are excluded), and over
+# five backbones of linear probes it gained about as much as a placebo with shuffled margins. The
+# margins it sets on real features stay within about ±25% of their mean, and its statistic ranks the
+# classes' errors *negatively* (a class with a near rival gets half of a small gap): it says where a
+# boundary should sit, not which class is hard. The numbers, with their intervals: `docs/findings.md`,
+# "The Gaussian oracle end to end".
+
+# %% [markdown]
 # ## Exercises
 #
 # 1. **Where does the turn-over happen?** In part 1, find the half-distance $\mu$ at which
