@@ -66,7 +66,9 @@ def plot_overlap(summary: Any, *, ax: Any = None, colors: dict | None = None) ->
     """Panel (b): CE's training error and the share of class 1's samples below v*."""
     fig, ax = style.new_axes(ax)
     ref = summary[summary["ratio"] == 1.0].sort_values("separation")
-    ax.plot(ref["separation"], ref["train_error"], color="black", marker="s", ms=3, label="training error (CE)")
+    ax.plot(
+        ref["separation"], ref["train_error"], color="black", marker="s", ms=3, label="training error (CE)"
+    )
     rows = summary[summary["ratio"] > 1]
     colors = colors or ratio_colors(summary)
     for g in colors:

@@ -156,7 +156,9 @@ def _regimes(quick: bool) -> tuple[dict[str, Any], str]:
     """The temperature-regimes tables (per training set, summary) and their Markdown."""
     table = temperature_regimes(n_per_class=200, n_sets=4) if quick else temperature_regimes()
     summary = summarise_regimes(table)
-    return {"temperature_regimes.csv": table, "temperature_regimes_summary.csv": summary}, regimes_markdown(summary)
+    return {"temperature_regimes.csv": table, "temperature_regimes_summary.csv": summary}, regimes_markdown(
+        summary
+    )
 
 
 def _run_regimes(out: Path, *, quick: bool, echo: bool, t0: float, load_start: list[float]) -> dict[str, Any]:

@@ -139,7 +139,8 @@ def regimes_markdown(summary: pd.DataFrame) -> str:
         "## Both regimes of the temperature form (two Gaussian classes, sigma = 1)",
         "",
         "Class 1 trained with CE(z / g); shift: how far the boundary moved toward class 1 (sigma units, "
-        f"95% t interval over training sets); below v*: share of class 1's samples with v < v* = {v_star:.2f}.",
+        "95% t interval over training sets); below v*: share of class 1's samples with "
+        f"v < v* = {v_star:.2f}.",
         "",
         "| delta | g | shift toward class 1 | below v* | train error (g = 1) | recall class 1 / 0 | regime |",
         "|---|---|---|---|---|---|---|",

@@ -79,12 +79,34 @@ def config_record(cfg: TrainConfig) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
-def incompatible(saved: dict[str, Any], cfg: TrainConfig) -> list[str]:
+def incompatible(saved: dict[str, Any], cfg: TrainConfig, root: str | os.PathLike | None = None) -> list[str]:
+    """The config fields that differ between a saved run and ``cfg`` (those a resume may change aside).
+    With ``root``, the run's folder ``RUNS/<study>/<method>/seed<k>``, an ``init_checkpoint`` inside
+    ``RUNS`` matches the saved path that ends in the same ``<study>/<method>/seed<k>/model.pt``: a runs
+    folder that was moved or unpacked elsewhere resumes (its ``@<preset>/...`` starting points resolve
+    to the new place)."""
     now = config_record(cfg)
     keys = (set(saved) | set(now)) - RESUME_FREE_FIELDS
     if cfg.sync_bn is None:  # "auto" matches the value the run resolved (config.json records that)
         keys.discard("sync_bn")
+    if root is not None and _moved_checkpoint(saved.get("init_checkpoint"), now.get("init_checkpoint"), root):
+        keys.discard("init_checkpoint")
     return sorted(k for k in keys if saved.get(k) != now.get(k))
+
+
+def _moved_checkpoint(saved: Any, now: Any, root: str | os.PathLike) -> bool:
+    """Whether ``now`` lies in the runs folder above ``root`` and ``saved`` names the same run file
+    under another runs folder."""
+    if not (isinstance(saved, str) and isinstance(now, str)):
+        return False
+    parents = Path(os.path.abspath(root)).parents
+    if len(parents) < 3:
+        return False
+    try:
+        rel = Path(os.path.abspath(now)).relative_to(parents[2])
+    except ValueError:
+        return False
+    return len(rel.parts) == 4 and Path(saved).parts[-4:] == rel.parts
 
 
 def existing_result(cfg: TrainConfig, paths: RunPaths, resume: bool, overwrite: bool) -> dict | None:
@@ -101,7 +123,7 @@ def existing_result(cfg: TrainConfig, paths: RunPaths, resume: bool, overwrite: 
     if not paths.config.exists():
         return None
     saved = read_run_json(paths.config, "pass --overwrite to train this run again").get("config", {})
-    diff = incompatible(saved, cfg)
+    diff = incompatible(saved, cfg, paths.root)
     if diff:
         shown = ", ".join(f"{k}: {saved.get(k)!r} -> {getattr(cfg, k, None)!r}" for k in diff[:6])
         raise ValueError(

@@ -264,7 +264,7 @@ def _check_resumable(s: Session, ckpt: dict[str, Any], fix: str) -> None:
     saved = ckpt.get("config")
     if not isinstance(saved, dict):
         raise ValueError(f"{path}: checkpoint records no config; {fix}")
-    diff = incompatible(saved, s.cfg)
+    diff = incompatible(saved, s.cfg, s.paths.root)
     if diff:
         shown = ", ".join(f"{k}: {saved.get(k)!r} -> {getattr(s.cfg, k, None)!r}" for k in diff[:6])
         raise ValueError(

@@ -201,3 +201,31 @@ def test_feature_cache_only_where_features_are_fixed(tmp_path):
     assert trained["feature_cache"] is False  # the backbone trains
     with pytest.raises(ValueError, match="feature_cache=True needs freeze_backbone=True"):
         train_run(_cfg(epochs=1), tmp_path / "refused", progress=False, feature_cache=True)
+
+
+def test_a_moved_runs_folder_resumes_runs_that_start_from_a_checkpoint_inside_it(tmp_path):
+    """A runs folder unpacked elsewhere (the shipped runs archive): the probes' init_checkpoint named
+    the old folder, and a finished or unfinished run must still be recognised as the same config."""
+    import shutil
+
+    old, new = tmp_path / "old" / "runs", tmp_path / "new" / "runs"
+    backbone = old / "pre" / "ce" / "seed0"
+    train_run(_cfg(epochs=1, save_model=True), backbone, progress=False)
+
+    def probe(runs, seed=0):
+        ckpt = runs / "pre" / "ce" / f"seed{seed}" / "model.pt"
+        return _cfg(epochs=2, freeze_backbone=True, init_checkpoint=str(ckpt))
+
+    done = train_run(probe(old), old / "probe" / "ce" / "seed0", progress=False)
+    assert train_run(probe(old), old / "probe" / "ce" / "seed1", progress=False, epoch_budget=1) is None
+    shutil.copytree(old, new)
+    shutil.rmtree(tmp_path / "old")
+
+    again = train_run(probe(new), new / "probe" / "ce" / "seed0", progress=False)
+    assert again == done  # read back, not retrained
+    resumed = train_run(probe(new), new / "probe" / "ce" / "seed1", progress=False, resume=True)
+    assert resumed["accuracy"] == done["accuracy"]  # same config, same seed: the same run
+    # another file of the moved folder is another config
+    shutil.copytree(new / "pre" / "ce" / "seed0", new / "pre" / "ce" / "seed1")
+    with pytest.raises(ValueError, match=r"another config \(init_checkpoint"):
+        train_run(probe(new, seed=1), new / "probe" / "ce" / "seed0", progress=False)
