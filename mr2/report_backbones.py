@@ -17,7 +17,10 @@ baseline:
   / n_0) with n_0 = (N - sum_b n_b^2 / N) / (B - 1) (Searle, Casella & McCulloch 1992, ch. 3), and the
   backbone share sigma_b^2 / (sigma_b^2 + sigma_w^2);
 * for contrast, the naive interval that pools all N differences as if independent: where the backbone
-  share is large it is too narrow, which is why the effect's interval is taken over backbones.
+  share is large it is too narrow, which is why the effect's interval is taken over backbones;
+* with >= 3 backbones, as the per-study report states over seeds: the TOST bound (the 90% t interval's
+  largest |end| over backbones: effects beyond it are excluded at alpha) and the minimum detectable
+  effect at 80% power with B backbones (``mr2_core.stats.minimum_detectable_effect``, df = B - 1).
 """
 
 from __future__ import annotations
@@ -35,7 +38,14 @@ from mr2.report_markdown import POINTS, _markdown_table, _p, _rule_name
 from mr2.study import load_study, select, selection_rules
 from mr2_core.checks import bad
 from mr2_core.contracts import BASELINE_LOSS, HIGHER_IS_BETTER, METRIC_LABELS, loss_label
-from mr2_core.stats import DIFFERENCE, SD_TOL, holm, interval_from_moments
+from mr2_core.stats import (
+    DIFFERENCE,
+    MIN_CLAIM_SEEDS,
+    SD_TOL,
+    holm,
+    interval_from_moments,
+    minimum_detectable_effect,
+)
 from mr2_core.summaries import tail_size
 
 __all__ = ["OVER_COLUMNS", "MIN_BACKBONES", "variance_components", "over_backbones", "write_over_report"]
@@ -44,8 +54,9 @@ MIN_BACKBONES = 2  # an interval over backbones needs at least two
 OVER_COLUMNS = (
     "selection", "loss", "metric", "n_backbones", "seeds_per_backbone", "diff", "ci_low", "ci_high",
     "p_value", "p_holm", "sd_between", "sd_within", "backbone_share", "naive_ci_low", "naive_ci_high",
-    "verdict",
+    "tost_bound", "mde", "verdict",
 )  # fmt: skip
+POWER = 0.8  # power at which the minimum detectable effect over backbones is stated
 
 
 def variance_components(groups: Sequence[np.ndarray]) -> dict[str, float]:
@@ -164,9 +175,12 @@ def _effect_row(rule: str, loss: str, metric: str, diffs: list[np.ndarray], alph
                                         scale="clip")  # fmt: skip
     row.update(ci_low=lo, ci_high=hi)
     if sd > SD_TOL * max(1.0, abs(row["diff"])):  # else every backbone agrees (float rounding): no test
-        row["p_value"] = float(
-            2 * stats.t.sf(abs(row["diff"]) / (sd / math.sqrt(len(diffs))), len(diffs) - 1)
-        )
+        b, se = len(diffs), sd / math.sqrt(len(diffs))
+        row["p_value"] = float(2 * stats.t.sf(abs(row["diff"]) / se, b - 1))
+        if b >= MIN_CLAIM_SEEDS:
+            half = float(stats.t.ppf(1.0 - alpha, b - 1)) * se  # the (1 - 2 alpha) interval
+            row["tost_bound"] = max(abs(row["diff"] - half), abs(row["diff"] + half))
+            row["mde"] = minimum_detectable_effect(sd, b, power=POWER, alpha=alpha)
     pooled = np.concatenate(diffs)
     if pooled.size > len(diffs):
         comp = variance_components(diffs)
@@ -190,6 +204,12 @@ def _verdict(r: pd.Series, alpha: float) -> str:
     if r["p_holm"] < alpha:
         better = (r["diff"] > 0) == HIGHER_IS_BETTER[r["metric"]]
         return f"{'improves' if better else 'worsens'} over backbones (Holm-adjusted p = {r['p_holm']:.2g})"
+    if np.isfinite(r["tost_bound"]) and np.isfinite(r["mde"]):
+        return (
+            f"no detectable effect over backbones; effects larger than {POINTS * r['tost_bound']:.2f} points "
+            f"are excluded (TOST, alpha {alpha:g}); MDE at {100 * POWER:.0f}% power = "
+            f"{POINTS * r['mde']:.2f} points with {int(r['n_backbones'])} backbones"
+        )
     return "no detectable effect over backbones"
 
 
@@ -207,8 +227,11 @@ def render_over(table: pd.DataFrame, baseline: str, k: int) -> str:
         "endpoint). "
         "'backbone share': the share of the paired differences' variance that lies between backbones "
         "(one-way random effects, seeds nested in backbones). 'naive CI' pools every seed as if "
-        "independent: it ignores the backbone's variance and is shown only for contrast. Differences in "
-        "accuracy points.",
+        "independent: it ignores the backbone's variance and is shown only for contrast. Without a "
+        "detectable effect the verdict states the TOST bound over backbones (the "
+        f"{100 * (1 - 2 * ALPHA):.0f}% "
+        "t interval's largest |end|: effects beyond it are excluded) and the minimum detectable effect at "
+        f"{100 * POWER:.0f}% power with these backbones. Differences in accuracy points.",
         "",
     ]
     if b < 5:

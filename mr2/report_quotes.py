@@ -13,7 +13,7 @@ Comment grammar (words split like a shell line, so a name with spaces is quoted:
 * ``q: STUDY rho METHOD STATISTIC [FIELD]`` -- a row of ``correlation.csv`` (FIELD ``rho``, the default,
   or ``n``, ``hardest_match``);
 * ``q: STUDY over SELECTION METHOD METRIC FIELD`` -- a row of ``over_backbones.csv`` (``mr2 report
-  --over``).
+  --over``; FIELD ``diff``, ``p``, ``holm``, ``share``, ``n``, ``tost``, ``mde``).
 
 FIELD and what the quoted text must show (:data:`FIELDS`): ``diff`` the paired difference in accuracy
 points, with its CI when brackets follow; ``mean`` the mean over seeds with its CI, as a fraction (or in
@@ -57,7 +57,8 @@ FIELDS = {
 }
 _OVER_FIELDS = {"diff": (("diff", "ci_low", "ci_high"), POINTS), "p": (("p_value",), 1.0),
                 "holm": (("p_holm",), 1.0), "share": (("backbone_share",), 100.0),
-                "n": (("n_backbones",), 1.0)}  # fmt: skip
+                "n": (("n_backbones",), 1.0), "tost": (("tost_bound",), POINTS),
+                "mde": (("mde",), POINTS)}  # fmt: skip
 _NUM = r"[-+−]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?%?"
 _INLINE_CODE = re.compile(r"`[^`]*`")
 _COMMENT = re.compile(r"<!--\s*q:(?P<spec>.*?)-->")

@@ -111,3 +111,22 @@ def test_cli_over(tmp_path, capsys):
     assert "not both" in capsys.readouterr().err
     paths = write_over_report(dirs[:2], tmp_path / "two")
     assert "**Few backbones (2).**" in paths["report"].read_text()
+
+
+def test_tost_and_mde_are_stated_over_backbones(tmp_path):
+    from mr2_core.stats import minimum_detectable_effect
+
+    dirs = _studies(tmp_path, GAINS, WITHIN_SD)
+    table = over_backbones(dirs).set_index(["selection", "loss", "metric"])
+    row = table.loc[("accuracy", "mr2", "accuracy")]
+    means = _backbone_means(dirs)
+    ci90 = stats.ttest_1samp(means, 0.0).confidence_interval(0.90)
+    assert row["tost_bound"] == pytest.approx(max(abs(ci90.low), abs(ci90.high)), rel=1e-9)
+    assert row["mde"] == pytest.approx(minimum_detectable_effect(np.std(means, ddof=1), B), rel=1e-9)
+    assert row["mde"] > 0.02  # SD 2 points over 5 backbones: only a large effect is detectable
+    if "no detectable effect" in row["verdict"]:
+        assert f"{100 * row['tost_bound']:.2f} points are excluded" in row["verdict"]
+    # below 3 backbones no bound is stated
+    two = over_backbones(dirs[:2]).set_index(["selection", "loss", "metric"])
+    two = two.loc[("accuracy", "mr2", "accuracy")]
+    assert np.isnan(two["tost_bound"]) and np.isnan(two["mde"])
