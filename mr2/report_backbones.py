@@ -20,7 +20,7 @@ baseline:
   share is large it is too narrow, which is why the effect's interval is taken over backbones;
 * with >= 3 backbones, as the per-study report states over seeds: the TOST bound (the 90% t interval's
   largest |end| over backbones: effects beyond it are excluded at alpha) and the minimum detectable
-  effect at 80% power with B backbones (``mr2_core.stats.minimum_detectable_effect``, df = B - 1).
+  effect at 80% power with B backbones (``mr2_core.stats.paired_comparison`` of the B backbone means).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from mr2_core.stats import (
     SD_TOL,
     holm,
     interval_from_moments,
-    minimum_detectable_effect,
+    paired_comparison,
 )
 from mr2_core.summaries import tail_size
 
@@ -159,8 +159,6 @@ def _paired(view: pd.DataFrame, loss: str, baseline: str, metric: str) -> np.nda
 
 
 def _effect_row(rule: str, loss: str, metric: str, diffs: list[np.ndarray], alpha: float) -> dict:
-    from scipy import stats
-
     row = dict.fromkeys(OVER_COLUMNS, np.nan)
     row.update(selection=rule, loss=loss, metric=metric, n_backbones=len(diffs),
                seeds_per_backbone="/".join(str(d.size) for d in diffs))  # fmt: skip
@@ -175,12 +173,10 @@ def _effect_row(rule: str, loss: str, metric: str, diffs: list[np.ndarray], alph
                                         scale="clip")  # fmt: skip
     row.update(ci_low=lo, ci_high=hi)
     if sd > SD_TOL * max(1.0, abs(row["diff"])):  # else every backbone agrees (float rounding): no test
-        b, se = len(diffs), sd / math.sqrt(len(diffs))
-        row["p_value"] = float(2 * stats.t.sf(abs(row["diff"]) / se, b - 1))
-        if b >= MIN_CLAIM_SEEDS:
-            half = float(stats.t.ppf(1.0 - alpha, b - 1)) * se  # the (1 - 2 alpha) interval
-            row["tost_bound"] = max(abs(row["diff"] - half), abs(row["diff"] + half))
-            row["mde"] = minimum_detectable_effect(sd, b, power=POWER, alpha=alpha)
+        test = paired_comparison(means, np.zeros_like(means), alpha=alpha, power=POWER)  # over backbones
+        row["p_value"] = test.p_value
+        if len(diffs) >= MIN_CLAIM_SEEDS:
+            row.update(tost_bound=test.tost_bound, mde=test.mde)
     pooled = np.concatenate(diffs)
     if pooled.size > len(diffs):
         comp = variance_components(diffs)
