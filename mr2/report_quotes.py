@@ -38,6 +38,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from mr2_core.io import write_text
+
 __all__ = ["FIELDS", "Quote", "find_quotes", "check_quote", "format_quote", "refresh_quotes", "main"]
 
 POINTS = 100.0
@@ -80,28 +82,33 @@ class Quote:
         return f"{self.file}:{self.line}: <!-- q:{' '.join(self.spec)} -->"
 
 
-def find_quotes(text: str, file: str = "<text>") -> list[Quote]:
-    """Every ``<!-- q: ... -->`` of a Markdown text, with the number written just before it (comments
-    inside code, fenced or inline, show the syntax and are skipped)."""
-    out, fenced = [], False
-    for lineno, line in enumerate(text.splitlines(), 1):
+def _scan(text: str):
+    """Each ``<!-- q: ... -->`` outside code: (line index, its comment's words, the match of the number
+    before it or None, that match's offset in the line). Inline code is blanked to spaces of the same
+    length, so the offsets index the original line."""
+    fenced = False
+    for i, line in enumerate(text.split("\n")):
         if line.lstrip().startswith("```"):
             fenced = not fenced
             continue
         if fenced:  # code shows the syntax; it quotes nothing
             continue
-        line = _INLINE_CODE.sub(" ", line)
+        masked = _INLINE_CODE.sub(lambda m: " " * len(m.group()), line)
         prev = 0
-        for m in _COMMENT.finditer(line):
-            before = line[prev : m.start()]
+        for m in _COMMENT.finditer(masked):
+            start, before = prev, masked[prev : m.start()]
             prev = m.end()
-            q = _QUOTED.search(before)
             try:
                 spec = tuple(shlex.split(m.group("spec")))
             except ValueError:
                 spec = (m.group("spec").strip(),)
-            out.append(Quote(file, lineno, spec, q.group(0).strip() if q else ""))
-    return out
+            yield i, spec, _QUOTED.search(before), start
+
+
+def find_quotes(text: str, file: str = "<text>") -> list[Quote]:
+    """Every ``<!-- q: ... -->`` of a Markdown text, with the number written just before it (comments
+    inside code, fenced or inline, show the syntax and are skipped)."""
+    return [Quote(file, i + 1, spec, q.group(0).strip() if q else "") for i, spec, q, _ in _scan(text)]
 
 
 def _row(spec: tuple[str, ...], results: Path) -> tuple[pd.Series, dict]:
@@ -229,48 +236,35 @@ def refresh_quotes(text: str, results: str | Path, file: str = "<text>") -> tupl
     """``text`` with every quoted number that no longer matches its table rewritten from the table, and
     one line per change (``file:line: old -> new``). A ``< x`` quote or an unreadable source is left as
     it is and listed as ``not rewritten``."""
-    lines, changes, fenced = text.split("\n"), [], False
-    for i, line in enumerate(lines):
-        if line.lstrip().startswith("```"):
-            fenced = not fenced
+    lines, changes, edits = text.split("\n"), [], {}
+    for i, spec, q, start in _scan(text):
+        quote = Quote(file, i + 1, spec, q.group(0).strip() if q else "")
+        if q is None or check_quote(quote, results) is None:
             continue
-        if fenced:
+        try:
+            row, how = _row(spec, Path(results))
+        except (OSError, ValueError, KeyError) as exc:
+            changes.append(f"{quote.where()}: not rewritten ({exc})")
             continue
-        masked = _INLINE_CODE.sub(lambda m: " " * len(m.group()), line)
-        edits, prev = [], 0
-        for m in _COMMENT.finditer(masked):
-            before, start = masked[prev : m.start()], prev
-            prev = m.end()
-            try:
-                spec = tuple(shlex.split(m.group("spec")))
-            except ValueError:
-                continue
-            q = _QUOTED.search(before)
-            quote = Quote(file, i + 1, spec, q.group(0).strip() if q else "")
-            if q is None or check_quote(quote, results) is None:
-                continue
-            try:
-                row, how = _row(spec, Path(results))
-            except (OSError, ValueError, KeyError) as exc:
-                changes.append(f"{quote.where()}: not rewritten ({exc})")
-                continue
-            if q.group("cmp"):
-                changes.append(f"{quote.where()}: not rewritten ('<' quote: {check_quote(quote, results)})")
-                continue
-            groups = ["x"] + (["lo", "hi"] if q.group("lo") else [])
-            pct = how["field"] in ("mean", "rho")
-            news = []
-            for g, col in zip(groups, how["cols"], strict=False):
-                old = q.group(g)
-                s = how["scale"] * (100.0 if old.endswith("%") and how["scale"] == 1.0 and pct else 1.0)
-                news.append((q.start(g) + start, q.end(g) + start, _render(old, s * float(row[col]))))
-            if any(n is None for *_, n in news):
-                changes.append(f"{quote.where()}: not rewritten (exponent notation)")
-                continue
-            edits += news
-            changes.append(f"{quote.where()}: {q.group(0).strip()} -> "
-                           + _after(q, news, start, line))  # fmt: skip
-        for a, b, new in sorted(edits, reverse=True):
+        if q.group("cmp"):
+            changes.append(f"{quote.where()}: not rewritten ('<' quote: {check_quote(quote, results)})")
+            continue
+        groups = ["x"] + (["lo", "hi"] if q.group("lo") else [])
+        pct = how["field"] in ("mean", "rho")
+        news = []
+        for g, col in zip(groups, how["cols"], strict=False):
+            old = q.group(g)
+            s = how["scale"] * (100.0 if old.endswith("%") and how["scale"] == 1.0 and pct else 1.0)
+            news.append((q.start(g) + start, q.end(g) + start, _render(old, s * float(row[col]))))
+        if any(n is None for *_, n in news):
+            changes.append(f"{quote.where()}: not rewritten (exponent notation)")
+            continue
+        edits.setdefault(i, []).extend(news)
+        changes.append(f"{quote.where()}: {q.group(0).strip()} -> "
+                       + _after(q, news, start, lines[i]))  # fmt: skip
+    for i, line_edits in edits.items():
+        line = lines[i]
+        for a, b, new in sorted(line_edits, reverse=True):
             line = line[:a] + new + line[b:]
         lines[i] = line
     return "\n".join(lines), changes
@@ -305,9 +299,7 @@ def main(argv: list[str] | None = None) -> int:
             for c in changes:
                 print(c)
             if new != text:
-                tmp = page.with_name(page.name + ".tmp")
-                tmp.write_text(new)
-                tmp.replace(page)
+                write_text(page, new)
             bad += sum("not rewritten" in c for c in changes)
         return 1 if bad else 0
     print(format_quote(args, results))
